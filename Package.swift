@@ -1,0 +1,40 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Release builds compile for the CPU that builds them, so the kernels get
+// its FMA and vector units. SwiftPM always builds from source on the machine
+// that runs the trainer, which makes this safe; for a cluster whose login
+// node differs from its compute nodes, set HEADLINE_TARGET_CPU (for example
+// to x86-64-v3) to the oldest CPU the binary must run on.
+let targetCPU = Context.environment["HEADLINE_TARGET_CPU"] ?? "native"
+let fastMath: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .release))
+]
+
+let package = Package(
+    name: "HeadlineTrainer",
+    products: [
+        .executable(name: "headline-trainer", targets: ["Launcher"])
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
+        .target(name: "Collective", dependencies: ["CMPI"]),
+        .target(name: "Network", swiftSettings: fastMath),
+        .executableTarget(
+            name: "Launcher",
+            dependencies: ["Network", "Collective"],
+            swiftSettings: fastMath
+        ),
+        .testTarget(name: "NetworkTests", dependencies: ["Network"]),
+        .testTarget(name: "CollectiveTests", dependencies: ["Collective"]),
+        .testTarget(
+            name: "LauncherTests",
+            dependencies: ["Launcher", "Network"]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,34 @@
+#ifndef CMPI_SHIM_H
+#define CMPI_SHIM_H
+
+#include <mpi.h>
+
+/*
+ * OpenMPI defines its predefined handles as macros that cast the address of
+ * a global object (for example MPI_COMM_WORLD is
+ * ((MPI_Comm)&ompi_mpi_comm_world)), which Swift cannot import. Each one
+ * gets a static inline accessor named cmpi_<name>, generated from the single
+ * list below, so adding a handle is one line.
+ */
+#define CMPI_HANDLES(X)                          \
+    X(MPI_Comm, comm_world, MPI_COMM_WORLD)      \
+    X(MPI_Comm, comm_self, MPI_COMM_SELF)        \
+    X(MPI_Datatype, float, MPI_FLOAT)            \
+    X(MPI_Datatype, double, MPI_DOUBLE)          \
+    X(MPI_Datatype, int32, MPI_INT32_T)          \
+    X(MPI_Datatype, int64, MPI_INT64_T)          \
+    X(MPI_Datatype, byte, MPI_BYTE)              \
+    X(MPI_Op, sum, MPI_SUM)                      \
+    X(MPI_Op, max, MPI_MAX)                      \
+    X(MPI_Op, min, MPI_MIN)                      \
+    X(MPI_Errhandler, errors_return, MPI_ERRORS_RETURN)
+
+#define CMPI_ACCESSOR(type, name, value) \
+    static inline type cmpi_##name(void) { return value; }
+CMPI_HANDLES(CMPI_ACCESSOR)
+#undef CMPI_ACCESSOR
+
+/* MPI_IN_PLACE is a pointer constant, not a handle. */
+static inline void *cmpi_in_place(void) { return MPI_IN_PLACE; }
+
+#endif

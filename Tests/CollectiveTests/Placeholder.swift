@@ -1,0 +1,5 @@
+import XCTest
+
+final class CollectivePlaceholderTests: XCTestCase {
+    func testNothingYet() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class LauncherPlaceholderTests: XCTestCase {
+    func testNothingYet() {}
+}

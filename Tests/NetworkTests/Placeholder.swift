@@ -1,0 +1,5 @@
+import XCTest
+
+final class NetworkPlaceholderTests: XCTestCase {
+    func testNothingYet() {}
+}
