@@ -1,0 +1,570 @@
+/// Sums over the rows of one batch, for the loss and the metrics.
+///
+/// Sums rather than means, so that parts computed on different ranks can be
+/// added by one all-reduce and divided by the global row count afterwards.
+public struct StepSums: Sendable, Equatable {
+    /// Σ binary cross-entropy of `main_output` over the rows.
+    public var mainLoss: Double = 0
+    /// Σ binary cross-entropy of `aux_output` over the rows.
+    public var auxLoss: Double = 0
+    /// Rows whose thresholded `main_output` equals the label.
+    public var mainCorrect: Double = 0
+    /// Rows whose thresholded `aux_output` equals the label.
+    public var auxCorrect: Double = 0
+    /// Rows summed.
+    public var rows: Double = 0
+
+    /// Zero sums.
+    public init() {}
+
+    /// The fields as an array, in declaration order, for an all-reduce.
+    public var packed: [Double] {
+        [mainLoss, auxLoss, mainCorrect, auxCorrect, rows]
+    }
+
+    /// Sums read back from `packed`'s layout.
+    public init(packed p: ArraySlice<Double>) {
+        let b = p.startIndex
+        mainLoss = p[b]
+        auxLoss = p[b + 1]
+        mainCorrect = p[b + 2]
+        auxCorrect = p[b + 3]
+        rows = p[b + 4]
+    }
+
+    /// Adds another part's sums.
+    public static func += (lhs: inout StepSums, rhs: StepSums) {
+        lhs.mainLoss += rhs.mainLoss
+        lhs.auxLoss += rhs.auxLoss
+        lhs.mainCorrect += rhs.mainCorrect
+        lhs.auxCorrect += rhs.auxCorrect
+        lhs.rows += rhs.rows
+    }
+}
+
+/// The headline model: embedding → LSTM → aux head, and
+/// [lstm_out, aux_input] → dense layers → main head.
+///
+/// All weights live in the flat `parameters` buffer and all gradients in
+/// the flat `gradients` buffer, both laid out by `layout`. `forward` keeps
+/// the activations of the last batch in a workspace that `backward` reads;
+/// the workspace grows to the largest batch seen and is then reused, so
+/// steady-state steps allocate nothing.
+public final class HeadlineModel {
+    /// The sizes.
+    public let config: ModelConfig
+    /// Where each weight lives in `parameters` and `gradients`.
+    public let layout: ParameterLayout
+    /// Every weight, in `layout`.
+    public var parameters: [Float]
+    /// The gradient of the loss for every weight, in `layout`.
+    public var gradients: [Float]
+
+    private var work: Workspace
+    private let offsets: Offsets
+
+    /// A model with sizes `config` and all weights zero.
+    public init(config: ModelConfig) {
+        precondition(config.invalidSizes.isEmpty, "\(config.invalidSizes)")
+        self.config = config
+        layout = ParameterLayout(config)
+        parameters = [Float](repeating: 0, count: layout.count)
+        gradients = [Float](repeating: 0, count: layout.count)
+        offsets = Offsets(layout, config)
+        work = Workspace(config: config, capacity: 0)
+    }
+
+    /// Sets every gradient to zero before a step accumulates into them.
+    public func zeroGradients() {
+        gradients.withUnsafeMutableBufferPointer {
+            $0.update(repeating: 0)
+        }
+    }
+
+    /// Rows of the last forward pass.
+    public var lastBatchCount: Int { work.rows }
+
+    /// `sigmoid(main logit)` of row `r` of the last forward pass.
+    public func mainProbability(_ r: Int) -> Float {
+        Activations.sigmoid(work.mainLogits[r])
+    }
+
+    /// `sigmoid(aux logit)` of row `r` of the last forward pass.
+    public func auxProbability(_ r: Int) -> Float {
+        Activations.sigmoid(work.auxLogits[r])
+    }
+
+    /// The main and aux logits of row `r` of the last forward pass.
+    public func logits(_ r: Int) -> (main: Float, aux: Float) {
+        (work.mainLogits[r], work.auxLogits[r])
+    }
+
+    /// `lstm_out` (h_T), [rows, U], of the last forward pass.
+    public func lstmOutput() -> [Float] {
+        let n = work.rows * config.lstmUnits
+        let h = work.hidden + config.sequenceLength * work.rows
+            * config.lstmUnits
+        return Array(UnsafeBufferPointer(start: h, count: n))
+    }
+
+    // MARK: Forward
+
+    /// Runs the network on `batch`, keeping what `backward` needs.
+    ///
+    /// Every id must lie in 0..<V; the data loader checks this with a
+    /// message naming the file and row, so here it is a precondition.
+    public func forward(_ batch: Batch) {
+        precondition(batch.sequenceLength == config.sequenceLength)
+        precondition(batch.auxFeatures == config.auxFeatures)
+        let rows = batch.count
+        if rows > work.capacity {
+            work = Workspace(config: config, capacity: rows)
+        }
+        work.rows = rows
+        if rows == 0 { return }
+        parameters.withUnsafeBufferPointer { wBuffer in
+            let w = wBuffer.baseAddress!
+            batch.ids.withUnsafeBufferPointer { ids in
+                gatherDistinctRows(ids: ids, rows: rows, w: w)
+            }
+            lstmForward(rows: rows, w: w)
+            batch.aux.withUnsafeBufferPointer { aux in
+                headsForward(rows: rows, aux: aux.baseAddress!, w: w)
+            }
+        }
+    }
+
+    /// Finds the distinct ids of the batch, copies their embedding rows to
+    /// `xu` [n_u, E] and records each position's slot.
+    ///
+    /// The LSTM input projection is then computed once per distinct id
+    /// rather than once per position: padded, short headlines repeat ids a
+    /// lot, and the result is the same.
+    private func gatherDistinctRows(
+        ids: UnsafeBufferPointer<Int32>, rows: Int, w: UnsafePointer<Float>
+    ) {
+        let t = config.sequenceLength, e = config.embeddingWidth
+        let v = config.vocabularySize
+        let embedding = w + offsets.embedding
+        var distinct = 0
+        for b in 0..<rows {
+            for s in 0..<t {
+                let id = Int(ids[b * t + s])
+                precondition(id >= 0 && id < v, "token id \(id) outside 0..<\(v)")
+                var slot = Int(work.slotOfId[id])
+                if slot < 0 {
+                    slot = distinct
+                    work.slotOfId[id] = Int32(slot)
+                    work.distinctIds[slot] = Int32(id)
+                    (work.xu + slot * e).update(
+                        from: embedding + id * e, count: e)
+                    distinct += 1
+                }
+                // Time-major, as the recurrence walks it: [T, rows].
+                work.positionSlot[s * rows + b] = Int32(slot)
+            }
+        }
+        // Reset the id → slot map for the next batch by touching only the
+        // ids used, not all V entries.
+        for slot in 0..<distinct {
+            work.slotOfId[Int(work.distinctIds[slot])] = -1
+        }
+        work.distinct = distinct
+    }
+
+    private func lstmForward(rows: Int, w: UnsafePointer<Float>) {
+        let t = config.sequenceLength, e = config.embeddingWidth
+        let u = config.lstmUnits, g4 = 4 * u
+        let kernel = w + offsets.lstmKernel
+        let recurrent = w + offsets.lstmRecurrent
+        let bias = w + offsets.lstmBias
+        // proj[n_u, 4U] = xu[n_u, E] · kernel[E, 4U]
+        MatrixProducts.multiply(
+            m: work.distinct, n: g4, k: e, work.xu, lda: e, kernel, ldb: g4,
+            work.projection, ldc: g4)
+        let hiddenStride = rows * u
+        (work.hidden).update(repeating: 0, count: hiddenStride)
+        (work.cell).update(repeating: 0, count: hiddenStride)
+        for s in 0..<t {
+            let gates = work.gates + s * rows * g4
+            let hPrev = work.hidden + s * hiddenStride
+            let cPrev = work.cell + s * hiddenStride
+            let hNext = hPrev + hiddenStride
+            let cNext = cPrev + hiddenStride
+            let tanhC = work.tanhCell + s * hiddenStride
+            // z[rows, 4U] = proj[slot] + bias, then += h_{t-1} · recurrent
+            for b in 0..<rows {
+                let slot = Int(work.positionSlot[s * rows + b])
+                let z = gates + b * g4
+                let p = work.projection + slot * g4
+                for j in 0..<g4 { z[j] = p[j] + bias[j] }
+            }
+            MatrixProducts.multiply(
+                m: rows, n: g4, k: u, hPrev, lda: u, recurrent, ldb: g4,
+                gates, ldc: g4, accumulate: true)
+            for b in 0..<rows {
+                let z = gates + b * g4
+                for j in 0..<u {
+                    let i = Activations.sigmoid(z[j])
+                    let f = Activations.sigmoid(z[u + j])
+                    let g = Activations.tanh(z[2 * u + j])
+                    let o = Activations.sigmoid(z[3 * u + j])
+                    z[j] = i
+                    z[u + j] = f
+                    z[2 * u + j] = g
+                    z[3 * u + j] = o
+                    let c = f * cPrev[b * u + j] + i * g
+                    let tc = Activations.tanh(c)
+                    cNext[b * u + j] = c
+                    tanhC[b * u + j] = tc
+                    hNext[b * u + j] = o * tc
+                }
+            }
+        }
+    }
+
+    private func headsForward(
+        rows: Int, aux: UnsafePointer<Float>, w: UnsafePointer<Float>
+    ) {
+        let u = config.lstmUnits, a = config.auxFeatures
+        let h = config.denseUnits
+        let last = work.hidden + config.sequenceLength * rows * u
+        // aux logit [rows, 1] = h_T · aux_output/kernel + bias
+        MatrixProducts.multiply(
+            m: rows, n: 1, k: u, last, lda: u, w + offsets.auxKernel, ldb: 1,
+            work.auxLogits, ldc: 1)
+        let auxBias = w[offsets.auxBias]
+        for b in 0..<rows { work.auxLogits[b] += auxBias }
+        // x0 [rows, U + A] = concatenate(h_T, aux_input)
+        let x0 = work.concatenated
+        for b in 0..<rows {
+            (x0 + b * (u + a)).update(from: last + b * u, count: u)
+            (x0 + b * (u + a) + u).update(from: aux + b * a, count: a)
+        }
+        var input = UnsafePointer(x0)
+        var width = u + a
+        for layer in 0..<config.denseLayers {
+            let out = work.denseOutputs + layer * rows * h
+            MatrixProducts.multiply(
+                m: rows, n: h, k: width, input, lda: width,
+                w + offsets.denseKernels[layer], ldb: h, out, ldc: h)
+            let bias = w + offsets.denseBiases[layer]
+            for b in 0..<rows {
+                for j in 0..<h {
+                    out[b * h + j] = max(out[b * h + j] + bias[j], 0)
+                }
+            }
+            input = UnsafePointer(out)
+            width = h
+        }
+        MatrixProducts.multiply(
+            m: rows, n: 1, k: h, input, lda: h, w + offsets.mainKernel,
+            ldb: 1, work.mainLogits, ldc: 1)
+        let mainBias = w[offsets.mainBias]
+        for b in 0..<rows { work.mainLogits[b] += mainBias }
+    }
+
+    // MARK: Loss and backward
+
+    /// The loss sums of the last forward pass against `labels`.
+    public func lossSums(labels: [Float]) -> StepSums {
+        var sums = StepSums()
+        for b in 0..<work.rows {
+            let y = labels[b]
+            let zm = work.mainLogits[b], za = work.auxLogits[b]
+            sums.mainLoss += Double(
+                Activations.binaryCrossEntropy(logit: zm, label: y))
+            sums.auxLoss += Double(
+                Activations.binaryCrossEntropy(logit: za, label: y))
+            // Keras' binary accuracy: prediction p > 0.5, compared for
+            // equality with the label.
+            let pm: Float = Activations.sigmoid(zm) > 0.5 ? 1 : 0
+            let pa: Float = Activations.sigmoid(za) > 0.5 ? 1 : 0
+            sums.mainCorrect += pm == y ? 1 : 0
+            sums.auxCorrect += pa == y ? 1 : 0
+        }
+        sums.rows = Double(work.rows)
+        return sums
+    }
+
+    /// Adds to `gradients` the gradient of
+    /// `(mainWeight·Σ main BCE + auxWeight·Σ aux BCE) · scale`
+    /// over the rows of the last forward pass.
+    ///
+    /// With `scale` = 1 / (global batch size) and the parts of all ranks
+    /// summed, this is the gradient of Keras' batch-mean loss.
+    public func backward(
+        labels: [Float], mainWeight: Float, auxWeight: Float, scale: Float
+    ) {
+        let rows = work.rows
+        if rows == 0 { return }
+        precondition(labels.count >= rows)
+        for b in 0..<rows {
+            let y = labels[b]
+            // dL/dz = (σ(z) − y) · weight · scale
+            work.mainLogitGrad[b] =
+                (Activations.sigmoid(work.mainLogits[b]) - y)
+                * mainWeight * scale
+            work.auxLogitGrad[b] =
+                (Activations.sigmoid(work.auxLogits[b]) - y)
+                * auxWeight * scale
+        }
+        parameters.withUnsafeBufferPointer { wBuffer in
+            gradients.withUnsafeMutableBufferPointer { gBuffer in
+                let w = wBuffer.baseAddress!, g = gBuffer.baseAddress!
+                headsBackward(rows: rows, w: w, g: g)
+                lstmBackward(rows: rows, w: w, g: g)
+            }
+        }
+    }
+
+    /// Leaves dL/dh_T in `work.hiddenGrad` [rows, U].
+    private func headsBackward(
+        rows: Int, w: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>
+    ) {
+        let u = config.lstmUnits, a = config.auxFeatures
+        let h = config.denseUnits, layers = config.denseLayers
+        let last = work.hidden + config.sequenceLength * rows * u
+        let top = work.denseOutputs + (layers - 1) * rows * h
+        // main_output: dW += x_L^T · dz, db += Σ dz, dx_L = dz · W^T
+        MatrixProducts.multiplyTransposedA(
+            m: h, n: 1, k: rows, top, lda: h, work.mainLogitGrad, ldb: 1,
+            g + offsets.mainKernel, ldc: 1, accumulate: true)
+        for b in 0..<rows { g[offsets.mainBias] += work.mainLogitGrad[b] }
+        var upper = work.gradA, lower = work.gradB
+        MatrixProducts.multiplyTransposedB(
+            m: rows, n: h, k: 1, work.mainLogitGrad, lda: 1,
+            w + offsets.mainKernel, ldb: 1, upper, ldc: h)
+        for layer in stride(from: layers - 1, through: 0, by: -1) {
+            let out = work.denseOutputs + layer * rows * h
+            let input = layer == 0
+                ? UnsafePointer(work.concatenated)
+                : UnsafePointer(work.denseOutputs + (layer - 1) * rows * h)
+            let width = layer == 0 ? u + a : h
+            // relu: the gradient passes where the output is positive
+            // (its derivative at exactly 0 is 0, as in TensorFlow).
+            for k in 0..<(rows * h) where out[k] <= 0 { upper[k] = 0 }
+            MatrixProducts.multiplyTransposedA(
+                m: width, n: h, k: rows, input, lda: width, upper, ldb: h,
+                g + offsets.denseKernels[layer], ldc: h, accumulate: true)
+            let biasGrad = g + offsets.denseBiases[layer]
+            for b in 0..<rows {
+                for j in 0..<h { biasGrad[j] += upper[b * h + j] }
+            }
+            MatrixProducts.multiplyTransposedB(
+                m: rows, n: width, k: h, upper, lda: h,
+                w + offsets.denseKernels[layer], ldb: h, lower, ldc: width)
+            swap(&upper, &lower)
+        }
+        // `upper` now holds dL/dx0 [rows, U + A]; its first U columns flow
+        // into h_T, and the aux head adds its own part.
+        let dh = work.hiddenGrad
+        for b in 0..<rows {
+            (dh + b * u).update(from: upper + b * (u + a), count: u)
+        }
+        MatrixProducts.multiplyTransposedA(
+            m: u, n: 1, k: rows, last, lda: u, work.auxLogitGrad, ldb: 1,
+            g + offsets.auxKernel, ldc: 1, accumulate: true)
+        for b in 0..<rows { g[offsets.auxBias] += work.auxLogitGrad[b] }
+        MatrixProducts.multiplyTransposedB(
+            m: rows, n: u, k: 1, work.auxLogitGrad, lda: 1,
+            w + offsets.auxKernel, ldb: 1, dh, ldc: u, accumulate: true)
+    }
+
+    /// Back-propagation through time from dL/dh_T, then through the input
+    /// projection into the LSTM kernel and the embedding rows.
+    private func lstmBackward(
+        rows: Int, w: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>
+    ) {
+        let t = config.sequenceLength, e = config.embeddingWidth
+        let u = config.lstmUnits, g4 = 4 * u
+        let hiddenStride = rows * u
+        let recurrent = w + offsets.lstmRecurrent
+        let dRecurrent = g + offsets.lstmRecurrent
+        let dBias = g + offsets.lstmBias
+        let dh = work.hiddenGrad, dc = work.cellGrad, dz = work.gateGrad
+        dc.update(repeating: 0, count: hiddenStride)
+        work.projectionGrad.update(repeating: 0, count: work.distinct * g4)
+        for s in stride(from: t - 1, through: 0, by: -1) {
+            let gates = work.gates + s * rows * g4
+            let cPrev = work.cell + s * hiddenStride
+            let hPrev = work.hidden + s * hiddenStride
+            let tanhC = work.tanhCell + s * hiddenStride
+            for b in 0..<rows {
+                let z = gates + b * g4, d = dz + b * g4
+                for j in 0..<u {
+                    let k = b * u + j
+                    let i = z[j], f = z[u + j], gg = z[2 * u + j]
+                    let o = z[3 * u + j]
+                    let tc = tanhC[k]
+                    let dhk = dh[k]
+                    let dck = dc[k] + dhk * o * (1 - tc * tc)
+                    d[j] = dck * gg * i * (1 - i)
+                    d[u + j] = dck * cPrev[k] * f * (1 - f)
+                    d[2 * u + j] = dck * i * (1 - gg * gg)
+                    d[3 * u + j] = dhk * tc * o * (1 - o)
+                    dc[k] = dck * f
+                }
+            }
+            // recurrent: dR += h_{t-1}^T · dz; dh_{t-1} = dz · R^T
+            MatrixProducts.multiplyTransposedA(
+                m: u, n: g4, k: rows, hPrev, lda: u, dz, ldb: g4, dRecurrent,
+                ldc: g4, accumulate: true)
+            MatrixProducts.multiplyTransposedB(
+                m: rows, n: u, k: g4, dz, lda: g4, recurrent, ldb: g4, dh,
+                ldc: u)
+            for b in 0..<rows {
+                let d = dz + b * g4
+                let slot = Int(work.positionSlot[s * rows + b])
+                let dp = work.projectionGrad + slot * g4
+                for j in 0..<g4 {
+                    dBias[j] += d[j]
+                    dp[j] += d[j]
+                }
+            }
+        }
+        // kernel: dK[E, 4U] += xu^T · dproj; d xu [n_u, E] = dproj · K^T
+        let n = work.distinct
+        MatrixProducts.multiplyTransposedA(
+            m: e, n: g4, k: n, work.xu, lda: e, work.projectionGrad, ldb: g4,
+            g + offsets.lstmKernel, ldc: g4, accumulate: true)
+        MatrixProducts.multiplyTransposedB(
+            m: n, n: e, k: g4, work.projectionGrad, lda: g4,
+            w + offsets.lstmKernel, ldb: g4, work.xuGrad, ldc: e)
+        let dEmbedding = g + offsets.embedding
+        for slot in 0..<n {
+            let row = dEmbedding + Int(work.distinctIds[slot]) * e
+            let src = work.xuGrad + slot * e
+            for j in 0..<e { row[j] += src[j] }
+        }
+    }
+
+    /// Ids whose embedding row the last backward pass wrote.
+    public var touchedEmbeddingRows: UnsafeBufferPointer<Int32> {
+        UnsafeBufferPointer(start: work.distinctIds, count: work.distinct)
+    }
+}
+
+/// Offsets of each weight in the flat buffers, looked up once.
+private struct Offsets {
+    let embedding, lstmKernel, lstmRecurrent, lstmBias: Int
+    let auxKernel, auxBias, mainKernel, mainBias: Int
+    let denseKernels, denseBiases: [Int]
+
+    init(_ layout: ParameterLayout, _ config: ModelConfig) {
+        embedding = layout["embedding/embeddings"].offset
+        lstmKernel = layout["lstm/lstm_cell/kernel"].offset
+        lstmRecurrent = layout["lstm/lstm_cell/recurrent_kernel"].offset
+        lstmBias = layout["lstm/lstm_cell/bias"].offset
+        auxKernel = layout["aux_output/kernel"].offset
+        auxBias = layout["aux_output/bias"].offset
+        mainKernel = layout["main_output/kernel"].offset
+        mainBias = layout["main_output/bias"].offset
+        denseKernels = (0..<config.denseLayers).map {
+            layout["\(ModelConfig.denseName($0))/kernel"].offset
+        }
+        denseBiases = (0..<config.denseLayers).map {
+            layout["\(ModelConfig.denseName($0))/bias"].offset
+        }
+    }
+}
+
+/// Activations and scratch space for one batch of up to `capacity` rows.
+///
+/// One allocation, carved into named regions; sized by the worst case (all
+/// B·T ids distinct), so no step ever needs more.
+private final class Workspace {
+    let capacity: Int
+    var rows = 0
+    var distinct = 0
+    private let floats: UnsafeMutablePointer<Float>
+    private let ints: UnsafeMutablePointer<Int32>
+    private let floatCount: Int
+    private let intCount: Int
+
+    // Ints: the id → slot map [V] (−1 when unused), distinct ids [n_u] and
+    // each position's slot [T, rows].
+    let slotOfId, distinctIds, positionSlot: UnsafeMutablePointer<Int32>
+    // Floats, shapes for the current `rows` and n_u.
+    let xu: UnsafeMutablePointer<Float>  // [n_u, E]
+    let projection: UnsafeMutablePointer<Float>  // [n_u, 4U]
+    let gates: UnsafeMutablePointer<Float>  // [T, rows, 4U] i f g o
+    let hidden: UnsafeMutablePointer<Float>  // [T + 1, rows, U]
+    let cell: UnsafeMutablePointer<Float>  // [T + 1, rows, U]
+    let tanhCell: UnsafeMutablePointer<Float>  // [T, rows, U]
+    let concatenated: UnsafeMutablePointer<Float>  // [rows, U + A]
+    let denseOutputs: UnsafeMutablePointer<Float>  // [layers, rows, H]
+    let mainLogits, auxLogits: UnsafeMutablePointer<Float>  // [rows]
+    let mainLogitGrad, auxLogitGrad: UnsafeMutablePointer<Float>  // [rows]
+    let gradA, gradB: UnsafeMutablePointer<Float>  // [rows, max(U+A, H)]
+    let hiddenGrad, cellGrad: UnsafeMutablePointer<Float>  // [rows, U]
+    let gateGrad: UnsafeMutablePointer<Float>  // [rows, 4U]
+    let projectionGrad: UnsafeMutablePointer<Float>  // [n_u, 4U]
+    let xuGrad: UnsafeMutablePointer<Float>  // [n_u, E]
+
+    init(config: ModelConfig, capacity: Int) {
+        self.capacity = capacity
+        let t = config.sequenceLength, e = config.embeddingWidth
+        let u = config.lstmUnits, a = config.auxFeatures
+        let h = config.denseUnits, v = config.vocabularySize
+        let positions = capacity * t
+        let maxDistinct = min(positions, v)
+        let wide = max(u + a, h)
+
+        var intSizes = [v, maxDistinct, positions]
+        intCount = intSizes.reduce(0, +)
+        ints = .allocate(capacity: max(intCount, 1))
+        ints.initialize(repeating: 0, count: max(intCount, 1))
+        var cursor = ints
+        func takeInt(_ n: Int) -> UnsafeMutablePointer<Int32> {
+            defer { cursor += n }
+            return cursor
+        }
+        slotOfId = takeInt(intSizes.removeFirst())
+        distinctIds = takeInt(intSizes.removeFirst())
+        positionSlot = takeInt(intSizes.removeFirst())
+        slotOfId.update(repeating: -1, count: v)
+
+        let sizes = [
+            maxDistinct * e, maxDistinct * 4 * u, positions * 4 * u,
+            (t + 1) * capacity * u, (t + 1) * capacity * u, positions * u,
+            capacity * (u + a), config.denseLayers * capacity * h,
+            capacity, capacity, capacity, capacity,
+            capacity * wide, capacity * wide, capacity * u, capacity * u,
+            capacity * 4 * u, maxDistinct * 4 * u, maxDistinct * e,
+        ]
+        floatCount = sizes.reduce(0, +)
+        floats = .allocate(capacity: max(floatCount, 1))
+        floats.initialize(repeating: 0, count: max(floatCount, 1))
+        var regions: [UnsafeMutablePointer<Float>] = []
+        var at = floats
+        for size in sizes {
+            regions.append(at)
+            at += size
+        }
+        xu = regions[0]
+        projection = regions[1]
+        gates = regions[2]
+        hidden = regions[3]
+        cell = regions[4]
+        tanhCell = regions[5]
+        concatenated = regions[6]
+        denseOutputs = regions[7]
+        mainLogits = regions[8]
+        auxLogits = regions[9]
+        mainLogitGrad = regions[10]
+        auxLogitGrad = regions[11]
+        gradA = regions[12]
+        gradB = regions[13]
+        hiddenGrad = regions[14]
+        cellGrad = regions[15]
+        gateGrad = regions[16]
+        projectionGrad = regions[17]
+        xuGrad = regions[18]
+    }
+
+    deinit {
+        floats.deallocate()
+        ints.deallocate()
+    }
+}

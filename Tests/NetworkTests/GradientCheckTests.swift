@@ -1,0 +1,95 @@
+import XCTest
+
+@testable import Network
+
+/// Central finite differences of an independent Double implementation
+/// against the model's analytic float32 gradients, on random small sizes.
+final class GradientCheckTests: XCTestCase {
+    func testGradientsMatchFiniteDifferencesOnRandomSizes() {
+        var rng = SeededGenerator(seed: 42)
+        for trial in 0..<4 {
+            let config = ModelConfig(
+                vocabularySize: 5 + Int(rng.next() % 20),
+                embeddingWidth: 1 + Int(rng.next() % 6),
+                sequenceLength: 1 + Int(rng.next() % 5),
+                lstmUnits: 1 + Int(rng.next() % 4),
+                auxFeatures: Int(rng.next() % 4),
+                denseUnits: 1 + Int(rng.next() % 5),
+                denseLayers: 1 + Int(rng.next() % 3))
+            let rows = 1 + Int(rng.next() % 4)
+            check(config, rows: rows, rng: &rng, trial: trial)
+        }
+    }
+
+    private func check(
+        _ config: ModelConfig, rows: Int, rng: inout SeededGenerator,
+        trial: Int
+    ) {
+        let model = HeadlineModel(config: config)
+        // Weights of moderate size keep the LSTM and relus away from
+        // saturation, where finite differences are unreliable.
+        for k in 0..<model.parameters.count {
+            model.parameters[k] = Float(rng.nextUnit() * 1.2 - 0.6)
+        }
+        let t = config.sequenceLength, a = config.auxFeatures
+        var batch = Batch(
+            capacity: rows, sequenceLength: t, auxFeatures: a)
+        var allIds: [Int32] = [], allAux: [Double] = []
+        var labels: [Double] = []
+        for _ in 0..<rows {
+            let ids = (0..<t).map { _ in
+                Int32(rng.next() % UInt64(config.vocabularySize))
+            }
+            let aux = (0..<a).map { _ in Float(rng.nextUnit() * 2 - 1) }
+            let y: Float = [0, 1, 0.3][Int(rng.next() % 3)]
+            ids.withUnsafeBufferPointer { i in
+                aux.withUnsafeBufferPointer { x in
+                    batch.append(ids: i, aux: x, label: y)
+                }
+            }
+            allIds += ids
+            allAux += aux.map(Double.init)
+            labels.append(Double(y))
+        }
+        let scale: Float = 1 / Float(rows + 1)
+        model.zeroGradients()
+        model.forward(batch)
+        model.backward(
+            labels: batch.labels, mainWeight: 1, auxWeight: 0.2,
+            scale: scale)
+
+        let reference = ReferenceModel(config)
+        var w = model.parameters.map(Double.init)
+        let step = 1e-5
+        var worst = 0.0
+        for k in 0..<w.count {
+            let saved = w[k]
+            w[k] = saved + step
+            let up = reference.loss(
+                w, ids: allIds, aux: allAux, labels: labels, rows: rows,
+                mainWeight: 1, auxWeight: 0.2, scale: Double(scale))
+            w[k] = saved - step
+            let down = reference.loss(
+                w, ids: allIds, aux: allAux, labels: labels, rows: rows,
+                mainWeight: 1, auxWeight: 0.2, scale: Double(scale))
+            w[k] = saved
+            let numeric = (up - down) / (2 * step)
+            let analytic = Double(model.gradients[k])
+            // float32 backward against a Double central difference:
+            // 2e-5 absolute plus 1e-3 relative covers float rounding over
+            // a few dozen operations, while a wrong term is off by far more.
+            let error = abs(numeric - analytic)
+            worst = max(worst, error / (2e-5 + 1e-3 * abs(numeric)))
+            XCTAssertLessThanOrEqual(
+                error, 2e-5 + 1e-3 * abs(numeric),
+                "trial \(trial) \(config) parameter \(k) "
+                    + "(\(name(of: k, in: model.layout))): "
+                    + "numeric \(numeric), analytic \(analytic)")
+        }
+        XCTAssertLessThan(worst, 1)
+    }
+
+    private func name(of index: Int, in layout: ParameterLayout) -> String {
+        layout.entries.first { $0.range.contains(index) }?.name ?? "?"
+    }
+}
