@@ -1,0 +1,152 @@
+import Collective
+import Foundation
+import Network
+
+/// Loads a weights file and a data folder for the commands that only run
+/// the model forward, on every rank, agreeing on failure.
+func loadFrozenModel(
+    weights: String, data folder: String, needLabels: Bool,
+    comm: Communicator
+) throws -> (HeadlineModel, TrainingData) {
+    try comm.agreeing {
+        let tensors = try SafeTensors.read(contentsOf: weights)
+        var config = try WeightsFile.config(
+            of: tensors, path: weights, sequenceLength: 1)
+        let data = try TrainingData.load(
+            folder: folder, vocabularySize: config.vocabularySize,
+            needLabels: needLabels)
+        guard data.auxFeatures == config.auxFeatures else {
+            throw DataError(
+                "\(folder)/aux_input.npy has \(data.auxFeatures) features "
+                    + "per row, but the weights in \(weights) expect "
+                    + "\(config.auxFeatures)")
+        }
+        config.sequenceLength = data.sequenceLength
+        let model = HeadlineModel(config: config)
+        try WeightsFile.load(tensors, path: weights, into: model)
+        return (model, data)
+    }
+}
+
+/// `headline-trainer predict`: probabilities of both outputs for each row.
+enum PredictCommand {
+    static let summary = """
+        Runs the trained model on a folder of .npy files and writes \
+        float32 [N, 2] probabilities (main_output, aux_output) to an .npy \
+        file. labels.npy is not needed.
+        """
+
+    static let options: [OptionSpec] = [
+        OptionSpec("weights", value: "FILE", help: "trained weights"),
+        OptionSpec("data", value: "DIR", help: "folder with the inputs"),
+        OptionSpec("out", value: "FILE", help: "where to write the .npy"),
+        OptionSpec(
+            "batch-size", value: "B", help: "rows per forward pass (default 256)"),
+    ]
+
+    static func run(_ arguments: [String]) throws -> Int32 {
+        let args = try ParsedArguments(arguments, options: options)
+        if args.wantsHelp {
+            print(helpText(command: "predict", summary: summary, options: options))
+            return 0
+        }
+        guard let weights = args.string("weights"),
+            let folder = args.string("data"), let out = args.string("out")
+        else {
+            throw UsageError("predict needs --weights FILE --data DIR --out FILE")
+        }
+        let batchSize = try args.int("batch-size", default: 256, in: 1...1_000_000)
+        let comm = try Communicator.world()
+        let (model, data) = try loadFrozenModel(
+            weights: weights, data: folder, needLabels: false, comm: comm)
+        let probabilities = try predictAll(
+            model: model, data: data, batchSize: batchSize, comm: comm)
+        if comm.rank == 0 {
+            try NPY.write(
+                HostArray(shape: [data.rows, 2], floats: probabilities), to: out)
+        }
+        return 0
+    }
+
+    /// Both probabilities of every row, [N, 2] flattened; each rank
+    /// computes its share and all ranks gather the whole.
+    static func predictAll(
+        model: HeadlineModel, data: TrainingData, batchSize: Int,
+        comm: Communicator
+    ) throws -> [Float] {
+        let mine = shardRange(count: data.rows, rank: comm.rank, size: comm.size)
+        var local: [Float] = []
+        local.reserveCapacity(mine.count * 2)
+        var batch = Batch(
+            capacity: batchSize, sequenceLength: data.sequenceLength,
+            auxFeatures: data.auxFeatures)
+        var row = mine.lowerBound
+        while row < mine.upperBound {
+            let end = min(row + batchSize, mine.upperBound)
+            batch.removeAll()
+            for r in row..<end { data.append(row: r, to: &batch) }
+            model.forward(batch)
+            for r in 0..<batch.count {
+                local.append(model.mainProbability(r))
+                local.append(model.auxProbability(r))
+            }
+            row = end
+        }
+        // Shards are contiguous and in rank order, so the gathered array
+        // is in row order.
+        return try comm.allgatherVariable(local)
+    }
+}
+
+/// `headline-trainer evaluate`: losses, accuracy and AUC on a folder.
+enum EvaluateCommand {
+    static let summary = """
+        Evaluates trained weights on a folder of .npy files: the weighted \
+        loss, and each output's loss, accuracy and ROC AUC.
+        """
+
+    static let options: [OptionSpec] = [
+        OptionSpec("weights", value: "FILE", help: "trained weights"),
+        OptionSpec("data", value: "DIR", help: "folder with inputs and labels"),
+        OptionSpec(
+            "loss-weights", value: "M,A",
+            help: "weights of main and aux loss (default 1.0,0.2)"),
+        OptionSpec(
+            "batch-size", value: "B", help: "rows per forward pass (default 256)"),
+        OptionSpec("json", help: "print the figures as one JSON object"),
+    ]
+
+    static func run(_ arguments: [String]) throws -> Int32 {
+        let args = try ParsedArguments(arguments, options: options)
+        if args.wantsHelp {
+            print(helpText(command: "evaluate", summary: summary, options: options))
+            return 0
+        }
+        guard let weights = args.string("weights"),
+            let folder = args.string("data")
+        else {
+            throw UsageError("evaluate needs --weights FILE --data DIR")
+        }
+        let lossWeights = try args.doubles(
+            "loss-weights", count: 2, default: [1.0, 0.2])
+        let batchSize = try args.int("batch-size", default: 256, in: 1...1_000_000)
+        let comm = try Communicator.world()
+        let (model, data) = try loadFrozenModel(
+            weights: weights, data: folder, needLabels: true, comm: comm)
+        let totals = try Trainer.evaluate(
+            model: model, data: data, comm: comm, batchSize: batchSize)
+        let figures = totals.figures(
+            prefix: "", mainWeight: lossWeights[0], auxWeight: lossWeights[1])
+        if comm.rank == 0 {
+            if args.flag("json") {
+                print("{" + figures.map { "\"\($0.0)\": \(jsonNumber($0.1))" }
+                    .joined(separator: ", ") + "}")
+            } else {
+                print("\(data.rows) rows - " + figures.map {
+                    "\($0.0): \(String(format: "%.4f", $0.1))"
+                }.joined(separator: " - "))
+            }
+        }
+        return 0
+    }
+}

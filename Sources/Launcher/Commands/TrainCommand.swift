@@ -1,0 +1,215 @@
+import Collective
+import Foundation
+import Network
+
+/// `headline-trainer train`: data-parallel training on a prepared folder.
+enum TrainCommand {
+    static let summary = """
+        Trains the headline model on a folder of .npy files (main_input, \
+        aux_input, labels). Under mpirun every rank trains a replica on its \
+        share of each global batch; rank 0 prints and writes files.
+        """
+
+    static let options: [OptionSpec] = [
+        OptionSpec("data", value: "DIR", help: "training folder"),
+        OptionSpec("epochs", value: "N", help: "epochs to train (default 1)"),
+        OptionSpec(
+            "batch-size", value: "B",
+            help: "global batch, split over the ranks (default 32)"),
+        OptionSpec(
+            "learning-rate", value: "X", help: "RMSprop step (default 0.001)"),
+        OptionSpec("rho", value: "X", help: "RMSprop decay (default 0.9)"),
+        OptionSpec(
+            "epsilon", value: "X", help: "RMSprop epsilon (default 1e-7)"),
+        OptionSpec(
+            "loss-weights", value: "M,A",
+            help: "weights of main and aux loss (default 1.0,0.2)"),
+        OptionSpec(
+            "seed", value: "N",
+            help: "seed of the initial weights and the shuffling (default 1)"),
+        OptionSpec("no-shuffle", help: "keep the data order in every epoch"),
+        OptionSpec(
+            "validation-split", value: "F",
+            help: "hold out the last fraction F of the rows (default 0)"),
+        OptionSpec(
+            "init-weights", value: "FILE",
+            help: "start from these weights (.safetensors); sizes from it"),
+        OptionSpec(
+            "save-weights", value: "FILE",
+            help: "write the trained weights (.safetensors, Keras names)"),
+        OptionSpec(
+            "metrics", value: "FILE",
+            help: "append one JSON object per epoch (.jsonl)"),
+    ] + ModelOptions.options
+
+    static func run(_ arguments: [String]) throws -> Int32 {
+        let args = try ParsedArguments(arguments, options: options)
+        if args.wantsHelp {
+            print(helpText(command: "train", summary: summary, options: options))
+            return 0
+        }
+        var settings = TrainSettings()
+        settings.epochs = try args.int("epochs", default: 1, in: 1...1_000_000)
+        settings.globalBatch = try args.int(
+            "batch-size", default: 32, in: 1...10_000_000)
+        settings.learningRate = try args.double(
+            "learning-rate", default: 0.001, expected: "a positive number"
+        ) { $0 > 0 }
+        settings.rho = try args.double(
+            "rho", default: 0.9, expected: "a number in [0, 1)"
+        ) { $0 >= 0 && $0 < 1 }
+        settings.epsilon = try args.double(
+            "epsilon", default: 1e-7, expected: "a positive number"
+        ) { $0 > 0 }
+        let weights = try args.doubles(
+            "loss-weights", count: 2, default: [1.0, 0.2])
+        guard weights.allSatisfy({ $0 >= 0 }) else {
+            throw UsageError("option '--loss-weights' expects weights >= 0")
+        }
+        (settings.mainWeight, settings.auxWeight) = (weights[0], weights[1])
+        settings.seed = UInt64(
+            try args.int("seed", default: 1, in: 0...Int.max))
+        settings.shuffle = !args.flag("no-shuffle")
+        settings.validationSplit = try args.double(
+            "validation-split", default: 0, expected: "a fraction in [0, 1)"
+        ) { $0 >= 0 && $0 < 1 }
+        guard let dataFolder = args.string("data") else {
+            throw UsageError("train needs --data DIR")
+        }
+        let initWeights = args.string("init-weights")
+        let saveWeights = args.string("save-weights")
+        let metricsPath = args.string("metrics")
+        let sizes = try ModelOptions.parse(args)
+
+        let comm = try Communicator.world()
+        guard settings.globalBatch >= comm.size else {
+            throw UsageError(
+                "--batch-size \(settings.globalBatch) is smaller than the "
+                    + "\(comm.size) ranks; every rank needs at least one row "
+                    + "of a full batch")
+        }
+
+        // Every rank reads and checks the files itself (they are small next
+        // to the model's work), then the ranks agree that all succeeded.
+        let (model, data) = try comm.agreeing {
+            () throws -> (HeadlineModel, TrainingData) in
+            var tensors: [(name: String, array: HostArray)] = []
+            var config: ModelConfig
+            if let initWeights {
+                tensors = try SafeTensors.read(contentsOf: initWeights)
+                config = try WeightsFile.config(
+                    of: tensors, path: initWeights, sequenceLength: 1)
+            } else {
+                config = sizes
+            }
+            let data = try TrainingData.load(
+                folder: dataFolder, vocabularySize: config.vocabularySize,
+                needLabels: true)
+            config.sequenceLength = data.sequenceLength
+            if initWeights != nil, config.auxFeatures != data.auxFeatures {
+                throw DataError(
+                    "\(dataFolder)/aux_input.npy has \(data.auxFeatures) "
+                        + "features per row, but the weights in "
+                        + "\(initWeights!) expect \(config.auxFeatures)")
+            }
+            config.auxFeatures = data.auxFeatures
+            let model = HeadlineModel(config: config)
+            // Rank 0 alone initialises or loads; the broadcast below gives
+            // every rank the same starting point.
+            if comm.rank == 0 {
+                if let initWeights {
+                    try WeightsFile.load(tensors, path: initWeights, into: model)
+                } else {
+                    Initializers.kerasDefaults(
+                        &model.parameters, layout: model.layout,
+                        seed: settings.seed)
+                }
+            }
+            return (model, data)
+        }
+        try comm.broadcast(&model.parameters, root: 0)
+
+        let trainRows = Int(Double(data.rows) * (1 - settings.validationSplit))
+        guard trainRows > 0 else {
+            throw AgreedFailure(
+                rank: 0,
+                local: comm.rank == 0
+                    ? DataError(
+                        "--validation-split \(settings.validationSplit) "
+                            + "leaves no training rows of \(data.rows)")
+                    : nil)
+        }
+        let train = trainRows == data.rows ? data : data.slice(0..<trainRows)
+        let validation = trainRows < data.rows
+            ? data.slice(trainRows..<data.rows) : nil
+
+        let trainer = Trainer(
+            comm: comm, model: model, settings: settings, train: train,
+            validation: validation)
+        let reporter = ProgressReporter(enabled: comm.rank == 0)
+        let log = try comm.rank == 0
+            ? metricsPath.map { try MetricsLog(path: $0) } : nil
+        if comm.rank == 0 && comm.size > 1 {
+            reporter.printLine(
+                "training on \(comm.size) ranks, global batch "
+                    + "\(settings.globalBatch), \(train.rows) rows"
+                    + (validation.map { ", \($0.rows) for validation" } ?? ""))
+        }
+        for epoch in 0..<settings.epochs {
+            reporter.epochStarted(epoch + 1, of: settings.epochs)
+            let started = Date()
+            let steps = trainer.stepsPerEpoch
+            let totals = try trainer.runEpoch(epoch) { step, running in
+                let n = max(running.sums.rows, 1)
+                reporter.step(
+                    step + 1, of: steps,
+                    loss: (settings.mainWeight * running.sums.mainLoss
+                        + settings.auxWeight * running.sums.auxLoss) / n)
+            }
+            var figures = totals.figures(
+                prefix: "", mainWeight: settings.mainWeight,
+                auxWeight: settings.auxWeight)
+            if let validation {
+                figures += try trainer.evaluate(validation).figures(
+                    prefix: "val_", mainWeight: settings.mainWeight,
+                    auxWeight: settings.auxWeight)
+            }
+            reporter.epochEnded(
+                steps: steps, seconds: Date().timeIntervalSince(started),
+                figures: figures)
+            try log?.append(epoch: epoch + 1, figures: figures)
+        }
+        if comm.rank == 0, let saveWeights {
+            try WeightsFile.save(model, to: saveWeights)
+        }
+        return 0
+    }
+}
+
+/// The model-size options shared by the commands that build a model.
+enum ModelOptions {
+    static let options: [OptionSpec] = [
+        OptionSpec(
+            "vocab-size", value: "V",
+            help: "token ids are 0..<V (default 10000)"),
+        OptionSpec(
+            "embedding-dim", value: "E", help: "embedding width (default 512)"),
+        OptionSpec("lstm-units", value: "U", help: "LSTM units (default 32)"),
+        OptionSpec(
+            "dense-units", value: "H", help: "hidden dense width (default 64)"),
+        OptionSpec(
+            "dense-layers", value: "N",
+            help: "hidden dense layers (default 3)"),
+    ]
+
+    /// The sizes given on the command line; T and A come from the data.
+    static func parse(_ args: ParsedArguments) throws -> ModelConfig {
+        let limit = 1...100_000_000
+        return ModelConfig(
+            vocabularySize: try args.int("vocab-size", default: 10000, in: limit),
+            embeddingWidth: try args.int("embedding-dim", default: 512, in: limit),
+            lstmUnits: try args.int("lstm-units", default: 32, in: 1...100_000),
+            denseUnits: try args.int("dense-units", default: 64, in: 1...100_000),
+            denseLayers: try args.int("dense-layers", default: 3, in: 1...1000))
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+
+/// What rank 0 prints while training: a progress bar when standard output
+/// is a terminal, and one Keras-like line per epoch either way.
+struct ProgressReporter {
+    /// True when this process prints (rank 0).
+    let enabled: Bool
+    /// True when standard output is a terminal, so a bar can redraw itself.
+    let interactive: Bool
+
+    init(enabled: Bool) {
+        self.enabled = enabled
+        interactive = enabled && isatty(STDOUT_FILENO) == 1
+    }
+
+    func epochStarted(_ epoch: Int, of epochs: Int) {
+        guard enabled else { return }
+        printLine("Epoch \(epoch)/\(epochs)")
+    }
+
+    /// Redraws the bar; does nothing unless the output is a terminal, so
+    /// logs get no control characters.
+    func step(_ done: Int, of total: Int, loss: Double) {
+        guard interactive else { return }
+        let width = 30
+        let filled = total == 0 ? width : done * width / total
+        let bar = String(repeating: "=", count: filled)
+            + String(repeating: ".", count: width - filled)
+        let text = "\r\(done)/\(total) [\(bar)] - loss: "
+            + format(loss)
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+
+    /// The closing line of an epoch: steps, time, then every figure.
+    func epochEnded(
+        steps: Int, seconds: Double, figures: [(String, Double)]
+    ) {
+        guard enabled else { return }
+        if interactive { FileHandle.standardOutput.write(Data("\r".utf8)) }
+        let perStep = steps > 0 ? seconds / Double(steps) * 1000 : 0
+        var parts = [
+            "\(steps)/\(steps) - \(String(format: "%.1f", seconds))s "
+                + "\(String(format: "%.0f", perStep))ms/step"
+        ]
+        parts += figures.map { "\($0.0): \(format($0.1))" }
+        printLine(parts.joined(separator: " - "))
+    }
+
+    func printLine(_ text: String) {
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    private func format(_ value: Double) -> String {
+        String(format: "%.4f", value)
+    }
+}
+
+/// Appends one strict-JSON object per epoch to a `.jsonl` file.
+struct MetricsLog {
+    let path: String
+
+    /// Starts an empty file (an existing one is replaced).
+    init(path: String) throws {
+        self.path = path
+        guard FileManager.default.createFile(atPath: path, contents: Data())
+        else {
+            throw DataError(
+                "\(path): cannot create the metrics file: "
+                    + String(cString: strerror(errno)))
+        }
+    }
+
+    /// Keeps an existing file, for a resumed run.
+    init(appendingTo path: String) { self.path = path }
+
+    /// Writes `{"epoch": n, name: value, ...}`. Non-finite values become
+    /// null, because JSON has no NaN.
+    func append(epoch: Int, figures: [(String, Double)]) throws {
+        var fields = ["\"epoch\": \(epoch)"]
+        for (name, value) in figures {
+            fields.append("\"\(name)\": " + jsonNumber(value))
+        }
+        let line = "{" + fields.joined(separator: ", ") + "}\n"
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw DataError(
+                "\(path): cannot open the metrics file for writing: "
+                    + String(cString: strerror(errno)))
+        }
+        defer { try? handle.close() }
+        do {
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(line.utf8))
+            try handle.synchronize()
+        } catch {
+            throw DataError("\(path): cannot write the metrics file: \(error)")
+        }
+    }
+}
+
+/// A JSON number for `value`, or `null` when it is not finite.
+func jsonNumber(_ value: Double) -> String {
+    value.isFinite ? "\(value)" : "null"
+}

@@ -1,0 +1,179 @@
+import Collective
+import Foundation
+import Network
+
+/// Everything `train` was asked to do, already checked.
+struct TrainSettings {
+    var epochs = 1
+    var globalBatch = 32
+    var learningRate = 0.001
+    var rho = 0.9
+    var epsilon = 1e-7
+    var mainWeight = 1.0
+    var auxWeight = 0.2
+    var seed: UInt64 = 1
+    var shuffle = true
+    var validationSplit = 0.0
+}
+
+/// The rows of a global batch that rank `rank` of `size` computes:
+/// contiguous, and as even as possible (the first `count % size` ranks get
+/// one row more). A rank may get none.
+func shardRange(count: Int, rank: Int, size: Int) -> Range<Int> {
+    let base = count / size, extra = count % size
+    let start = rank * base + min(rank, extra)
+    return start..<(start + base + (rank < extra ? 1 : 0))
+}
+
+/// The order of the training rows in epoch `epoch` (0-based): the same on
+/// every rank, since it depends only on the seed and the epoch.
+func epochOrder(rows: Int, epoch: Int, seed: UInt64, shuffle: Bool) -> [Int] {
+    var order = Array(0..<rows)
+    guard shuffle else { return order }
+    var rng = SeededGenerator(
+        seed: seed &+ 0x5EED_0000_0000 &+ UInt64(epoch) &* 0x1_0000_0001)
+    // Fisher–Yates with our own generator: Swift's shuffle() may change
+    // its algorithm between releases, which would change the data order.
+    for i in stride(from: rows - 1, to: 0, by: -1) {
+        let j = Int(rng.next() % UInt64(i + 1))
+        order.swapAt(i, j)
+    }
+    return order
+}
+
+/// One data-parallel training run: every rank holds a replica, computes the
+/// gradient of its share of each global batch, and all ranks apply the
+/// same RMSprop step to the all-reduced mean gradient.
+final class Trainer {
+    let comm: Communicator
+    let model: HeadlineModel
+    let settings: TrainSettings
+    var optimizer: RMSprop
+    let train: TrainingData
+    let validation: TrainingData?
+    private var batch: Batch
+
+    init(
+        comm: Communicator, model: HeadlineModel, settings: TrainSettings,
+        train: TrainingData, validation: TrainingData?
+    ) {
+        self.comm = comm
+        self.model = model
+        self.settings = settings
+        self.train = train
+        self.validation = validation
+        optimizer = RMSprop(
+            count: model.layout.count, learningRate: settings.learningRate,
+            rho: settings.rho, epsilon: settings.epsilon)
+        let share = (settings.globalBatch + comm.size - 1) / comm.size
+        batch = Batch(
+            capacity: share, sequenceLength: train.sequenceLength,
+            auxFeatures: train.auxFeatures)
+    }
+
+    /// Steps in one epoch (the last batch may be partial).
+    var stepsPerEpoch: Int {
+        (train.rows + settings.globalBatch - 1) / settings.globalBatch
+    }
+
+    /// Runs epoch `epoch`; `onStep` sees the running totals after each
+    /// step (on every rank; the caller decides who prints).
+    func runEpoch(
+        _ epoch: Int, onStep: (Int, EpochTotals) -> Void = { _, _ in }
+    ) throws -> EpochTotals {
+        let order = epochOrder(
+            rows: train.rows, epoch: epoch, seed: settings.seed,
+            shuffle: settings.shuffle)
+        var totals = EpochTotals()
+        for step in 0..<stepsPerEpoch {
+            let start = step * settings.globalBatch
+            let count = min(settings.globalBatch, train.rows - start)
+            let mine = shardRange(count: count, rank: comm.rank, size: comm.size)
+            batch.removeAll()
+            for r in mine { train.append(row: order[start + r], to: &batch) }
+            model.zeroGradients()
+            model.forward(batch)
+            var local = EpochTotals()
+            local.add(model: model, labels: batch.labels)
+            model.backward(
+                labels: batch.labels, mainWeight: Float(settings.mainWeight),
+                auxWeight: Float(settings.auxWeight), scale: 1 / Float(count))
+            // Every rank reaches these collectives, with or without rows.
+            var stepSums = local.sums.packed
+            try comm.allreduce(&stepSums, .sum)
+            let reduced = StepSums(packed: stepSums[...])
+            guard reduced.mainLoss.isFinite, reduced.auxLoss.isFinite else {
+                throw TrainingError.nonFinite(
+                    epoch: epoch + 1, step: step + 1,
+                    main: reduced.mainLoss / reduced.rows,
+                    aux: reduced.auxLoss / reduced.rows)
+            }
+            try comm.allreduce(&model.gradients, .sum)
+            optimizer.apply(to: &model.parameters, gradients: model.gradients)
+            totals.sums += reduced
+            totals.mainAUC.buckets.addInPlace(local.mainAUC.buckets)
+            totals.auxAUC.buckets.addInPlace(local.auxAUC.buckets)
+            onStep(step, totals)
+        }
+        // The AUC buckets were summed locally; add the other ranks' now.
+        var buckets = totals.mainAUC.buckets + totals.auxAUC.buckets
+        try comm.allreduce(&buckets, .sum)
+        let half = AUCAccumulator.thresholds * 2
+        totals.mainAUC.buckets = Array(buckets[0..<half])
+        totals.auxAUC.buckets = Array(buckets[half...])
+        return totals
+    }
+
+    /// Loss, accuracy and AUC of the current weights on `data`, with its
+    /// rows split over the ranks.
+    func evaluate(_ data: TrainingData) throws -> EpochTotals {
+        try Trainer.evaluate(
+            model: model, data: data, comm: comm,
+            batchSize: settings.globalBatch)
+    }
+
+    /// As `evaluate(_:)`, for any model.
+    static func evaluate(
+        model: HeadlineModel, data: TrainingData, comm: Communicator,
+        batchSize: Int
+    ) throws -> EpochTotals {
+        let mine = shardRange(count: data.rows, rank: comm.rank, size: comm.size)
+        var totals = EpochTotals()
+        var batch = Batch(
+            capacity: batchSize, sequenceLength: data.sequenceLength,
+            auxFeatures: data.auxFeatures)
+        var row = mine.lowerBound
+        while row < mine.upperBound {
+            let end = min(row + batchSize, mine.upperBound)
+            batch.removeAll()
+            for r in row..<end { data.append(row: r, to: &batch) }
+            model.forward(batch)
+            totals.add(model: model, labels: batch.labels)
+            row = end
+        }
+        var packed = totals.packed
+        try comm.allreduce(&packed, .sum)
+        return EpochTotals(packed: packed)
+    }
+}
+
+/// Training that cannot go on.
+enum TrainingError: Error, CustomStringConvertible {
+    case nonFinite(epoch: Int, step: Int, main: Double, aux: Double)
+
+    var description: String {
+        switch self {
+        case let .nonFinite(epoch, step, main, aux):
+            return "the loss became non-finite in epoch \(epoch), step "
+                + "\(step) (main_output_loss \(main), aux_output_loss "
+                + "\(aux)); stopping before the weights are updated. "
+                + "Try a smaller --learning-rate."
+        }
+    }
+}
+
+extension Array where Element == Double {
+    fileprivate mutating func addInPlace(_ other: [Double]) {
+        for k in indices { self[k] += other[k] }
+    }
+}
