@@ -48,9 +48,6 @@ public final class Communicator: @unchecked Sendable {
     let launched: Bool
     /// The most elements handed to one MPI call.
     let maxChunk: Int
-    /// The thread support MPI granted when this module initialised it;
-    /// nil when MPI is not in use or was initialised elsewhere.
-    let threadLevel: Int32?
 
     /// A world of one process that makes no MPI calls.
     init(worldOfOneWithChunkLimit maxChunk: Int = Int(Int32.max)) {
@@ -59,19 +56,17 @@ public final class Communicator: @unchecked Sendable {
         self.comm = nil
         self.launched = false
         self.maxChunk = maxChunk
-        self.threadLevel = nil
     }
 
     private init(
         comm: MPI_Comm, rank: Int, size: Int, launched: Bool,
-        maxChunk: Int, threadLevel: Int32?
+        maxChunk: Int
     ) {
         self.comm = comm
         self.rank = rank
         self.size = size
         self.launched = launched
         self.maxChunk = maxChunk
-        self.threadLevel = threadLevel
     }
 
     // MARK: World
@@ -120,15 +115,18 @@ public final class Communicator: @unchecked Sendable {
                     message: "MPI has already been finalised in this process")
             }
             try check(MPI_Initialized(&flag), "MPI_Initialized")
-            var threadLevel: Int32?
             if flag == 0 {
+                // Serialised, not single-threaded: async callers may
+                // resume on another thread between two collectives. A
+                // library granting less is accepted rather than refused:
+                // the calls never overlap, and refusing would leave the
+                // trainer unable to run there at all.
                 var provided: Int32 = 0
                 try check(
                     MPI_Init_thread(
                         nil, nil, Int32(MPI_THREAD_SERIALIZED), &provided),
                     "MPI_Init_thread")
                 lifetime.initializedHere = true
-                threadLevel = provided
             }
             let world: MPI_Comm = cmpi_comm_world()
             try check(
@@ -140,8 +138,7 @@ public final class Communicator: @unchecked Sendable {
             try check(MPI_Comm_size(world, &size), "MPI_Comm_size")
             return Communicator(
                 comm: world, rank: Int(rank), size: Int(size),
-                launched: launched, maxChunk: maxChunk,
-                threadLevel: threadLevel)
+                launched: launched, maxChunk: maxChunk)
         }
     }
 
