@@ -29,6 +29,13 @@ let package = Package(
             dependencies: ["Network", "Collective"],
             swiftSettings: fastMath
         ),
+        // Runs every collective under mpirun and checks the results on
+        // each rank; CollectiveTests launches it.
+        .executableTarget(
+            name: "CollectiveCheck",
+            dependencies: ["Collective"],
+            path: "Tests/CollectiveCheck"
+        ),
         .testTarget(name: "NetworkTests", dependencies: ["Network"]),
         .testTarget(name: "CollectiveTests", dependencies: ["Collective"]),
         .testTarget(

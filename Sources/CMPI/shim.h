@@ -28,7 +28,14 @@
 CMPI_HANDLES(CMPI_ACCESSOR)
 #undef CMPI_ACCESSOR
 
-/* MPI_IN_PLACE is a pointer constant, not a handle. */
+/*
+ * Pointer constants, not handles. MPI_STATUSES_IGNORE is a null pointer in
+ * OpenMPI but (MPI_Status *)1 in MPICH, so Swift must not pass nil for it.
+ */
 static inline void *cmpi_in_place(void) { return MPI_IN_PLACE; }
+static inline MPI_Status *cmpi_statuses_ignore(void)
+{
+    return MPI_STATUSES_IGNORE;
+}
 
 #endif

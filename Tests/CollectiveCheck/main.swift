@@ -1,0 +1,401 @@
+// Exercises every collective for every scalar type with data that depends
+// on the rank, and checks the exact result on every rank. Meant to run
+// under mpirun with several ranks (CollectiveTests does that), but works
+// in a plain process too, as a world of one.
+//
+// Output: one line per check, "rank R/N ok NAME" or "rank R/N FAIL NAME:
+// why", then "rank R/N done: C checks, F failed". Exit status 1 when any
+// check failed.
+//
+// Arguments:
+//   --large N      element count of the large Float all-reduce (4000000)
+//   --mpi-error    instead of the checks, provoke one real MPI error (a
+//                  broadcast into a buffer too short for it) and check
+//                  that it arrives as a CollectiveError with MPI's text
+//   --expect-mpi yes|no
+//                  whether MPI should be in use; then, after the checks,
+//                  finalise twice and check that a collective throws
+//                  (MPI) or still works as a no-op (world of one)
+//   --abort CODE   call abort(code: CODE) on rank 0 after joining
+
+import Collective
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Whole lines, so mpirun does not interleave two ranks inside a line.
+setvbuf(stdout, nil, _IOLBF, 0)
+
+/// The four scalar types, built from small integers so that every
+/// expected sum is exact in floating point too.
+protocol CheckScalar: CollectiveScalar, Equatable {
+    init(checkValue: Int)
+}
+extension Float: CheckScalar {
+    init(checkValue: Int) { self.init(checkValue) }
+}
+extension Double: CheckScalar {
+    init(checkValue: Int) { self.init(checkValue) }
+}
+extension Int32: CheckScalar {
+    init(checkValue: Int) { self.init(checkValue) }
+}
+extension Int64: CheckScalar {
+    init(checkValue: Int) { self.init(checkValue) }
+}
+
+/// A type that conforms but has no MPI datatype, to see it refused.
+struct Unsupported: CollectiveScalar {
+    var value: Int16
+}
+
+var largeCount = 4_000_000
+var provokeMPIError = false
+var expectMPI: Bool?
+var abortCode: Int32?
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--large":
+        guard let text = arguments.next(), let value = Int(text), value >= 0
+        else {
+            print("--large needs a count")
+            exit(2)
+        }
+        largeCount = value
+    case "--mpi-error":
+        provokeMPIError = true
+    case "--expect-mpi":
+        switch arguments.next() {
+        case "yes": expectMPI = true
+        case "no": expectMPI = false
+        default:
+            print("--expect-mpi needs yes or no")
+            exit(2)
+        }
+    case "--abort":
+        guard let text = arguments.next(), let value = Int32(text) else {
+            print("--abort needs an exit code")
+            exit(2)
+        }
+        abortCode = value
+    default:
+        print("unknown argument \(argument)")
+        exit(2)
+    }
+}
+
+let started = ContinuousClock.now
+let world: Communicator
+do {
+    world = try Communicator.world()
+} catch {
+    print("world() failed: \(error)")
+    exit(1)
+}
+let initTime = ContinuousClock.now - started
+let rank = world.rank
+let size = world.size
+let prefix = "rank \(rank)/\(size)"
+let initMilliseconds =
+    Double(initTime.components.seconds) * 1000
+    + Double(initTime.components.attoseconds) / 1e15
+print(
+    "\(prefix) world distributed=\(world.isDistributed) "
+        + "init_ms=\(Int(initMilliseconds.rounded()))")
+
+var checkCount = 0
+var failureCount = 0
+
+/// Runs one check: `body` returns nil when the result is right, or what
+/// was wrong. A thrown error is a failure too.
+func run(_ name: String, _ body: () throws -> String?) {
+    checkCount += 1
+    let problem: String?
+    do {
+        problem = try body()
+    } catch {
+        problem = "threw \(error)"
+    }
+    if let problem {
+        failureCount += 1
+        print("\(prefix) FAIL \(name): \(problem)")
+    } else {
+        print("\(prefix) ok \(name)")
+    }
+}
+
+/// nil when the arrays match, else the first difference.
+func compare<T: Equatable>(_ got: [T], _ expected: [T]) -> String? {
+    if got.count != expected.count {
+        return "count \(got.count), expected \(expected.count)"
+    }
+    for index in got.indices where got[index] != expected[index] {
+        return "element \(index) is \(got[index]), "
+            + "expected \(expected[index])"
+    }
+    return nil
+}
+
+/// Checks that `body` throws a CollectiveError found before MPI (no
+/// code) whose message contains `text`.
+func expectRefusal(_ text: String, _ body: () throws -> Void) -> String? {
+    do {
+        try body()
+        return "did not throw"
+    } catch let error as CollectiveError {
+        if error.code != nil {
+            return "expected a refusal before MPI, got \(error)"
+        }
+        if !error.description.contains(text) {
+            return "message lacks \"\(text)\": \(error)"
+        }
+        return nil
+    } catch {
+        return "threw \(error), not a CollectiveError"
+    }
+}
+
+/// The number of elements rank `r` contributes to allgatherVariable:
+/// rank 1 none, the others more than a small piece limit.
+func variableCount(_ r: Int) -> Int { r == 1 ? 0 : 5 + 4 * r }
+
+func checkType<T: CheckScalar>(_: T.Type) {
+    let name = "\(T.self)"
+    let n = size
+    let length = 20
+
+    run("allreduce-sum-array \(name)") {
+        var data = (0..<length).map { T(checkValue: (rank + 1) * ($0 + 1)) }
+        try world.allreduce(&data, .sum)
+        let expected = (0..<length).map {
+            T(checkValue: ($0 + 1) * n * (n + 1) / 2)
+        }
+        return compare(data, expected)
+    }
+    run("allreduce-max-array \(name)") {
+        var data = (0..<length).map { T(checkValue: rank - $0) }
+        try world.allreduce(&data, .max)
+        return compare(data, (0..<length).map { T(checkValue: n - 1 - $0) })
+    }
+    run("allreduce-min-array \(name)") {
+        var data = (0..<length).map { T(checkValue: rank - $0) }
+        try world.allreduce(&data, .min)
+        return compare(data, (0..<length).map { T(checkValue: -$0) })
+    }
+    run("allreduce-sum-buffer \(name)") {
+        var data = (0..<length).map { T(checkValue: rank * $0) }
+        try data.withUnsafeMutableBufferPointer {
+            try world.allreduce($0, .sum)
+        }
+        return compare(
+            data, (0..<length).map { T(checkValue: $0 * n * (n - 1) / 2) })
+    }
+    run("broadcast-array \(name)") {
+        let root = n - 1
+        let fromRoot = (0..<length).map { T(checkValue: root * 100 + $0) }
+        var data =
+            rank == root
+            ? fromRoot : [T](repeating: T(checkValue: -1), count: length)
+        try world.broadcast(&data, root: root)
+        return compare(data, fromRoot)
+    }
+    run("broadcast-buffer \(name)") {
+        let root = 1 % n
+        let fromRoot = (0..<length).map { T(checkValue: root * 100 - $0) }
+        var data =
+            rank == root
+            ? fromRoot : [T](repeating: T(checkValue: 7), count: length)
+        try data.withUnsafeMutableBufferPointer {
+            try world.broadcast($0, root: root)
+        }
+        return compare(data, fromRoot)
+    }
+    run("allgather \(name)") {
+        let mine = (0..<3).map { T(checkValue: rank * 10 + $0) }
+        let got = try world.allgather(mine)
+        let expected = (0..<n).flatMap { r in
+            (0..<3).map { T(checkValue: r * 10 + $0) }
+        }
+        return compare(got, expected)
+    }
+    run("allgatherVariable \(name)") {
+        let mine = (0..<variableCount(rank)).map {
+            T(checkValue: rank * 100 + $0)
+        }
+        let got = try world.allgatherVariable(mine)
+        let expected = (0..<n).flatMap { r in
+            (0..<variableCount(r)).map { T(checkValue: r * 100 + $0) }
+        }
+        return compare(got, expected)
+    }
+    run("allgatherVariable-rank0-empty \(name)") {
+        let mine = (0..<rank).map { T(checkValue: rank - $0) }
+        let got = try world.allgatherVariable(mine)
+        let expected = (0..<n).flatMap { r in
+            (0..<r).map { T(checkValue: r - $0) }
+        }
+        return compare(got, expected)
+    }
+    run("startAllreduce-sum \(name)") {
+        var data = (0..<1000).map { T(checkValue: rank + 1 + $0) }
+        var busy = 0
+        try data.withUnsafeMutableBufferPointer { buffer in
+            let pending = try world.startAllreduce(buffer, .sum)
+            // Work that does not touch the buffer while it is in flight.
+            for step in 0..<10_000 { busy = busy &+ step * rank }
+            try pending.wait()
+            try pending.wait()  // a second wait returns at once
+        }
+        let expected = (0..<1000).map {
+            T(checkValue: n * $0 + n * (n + 1) / 2)
+        }
+        return compare(data, expected) ?? (busy < 0 ? "impossible" : nil)
+    }
+    run("startAllreduce-max \(name)") {
+        var data = (0..<100).map { T(checkValue: $0 * (rank + 1)) }
+        try data.withUnsafeMutableBufferPointer { buffer in
+            try world.startAllreduce(buffer, .max).wait()
+        }
+        return compare(data, (0..<100).map { T(checkValue: $0 * n) })
+    }
+}
+
+func runChecks() {
+    checkType(Float.self)
+    checkType(Double.self)
+    checkType(Int32.self)
+    checkType(Int64.self)
+
+    run("broadcast-bytes") {
+        let root = size - 1
+        let text = "bytes from rank \(root) " + String(repeating: "x", count: 9)
+        var bytes =
+            rank == root
+            ? Array(text.utf8) : [UInt8](repeating: 1, count: rank * 3)
+        try world.broadcast(bytes: &bytes, root: root)
+        return compare(bytes, Array(text.utf8))
+    }
+    run("broadcast-bytes-empty") {
+        var bytes = rank == 0 ? [] : [UInt8](repeating: 9, count: 4)
+        try world.broadcast(bytes: &bytes, root: 0)
+        return compare(bytes, [])
+    }
+    run("barrier") {
+        try world.barrier()
+        return nil
+    }
+    run("large-allreduce-sum Float x\(largeCount)") {
+        let n = size
+        var data = (0..<largeCount).map { Float(($0 % 1024) + rank) }
+        try world.allreduce(&data, .sum)
+        let offset = n * (n - 1) / 2
+        for index in data.indices
+        where data[index] != Float(n * (index % 1024) + offset) {
+            return "element \(index) is \(data[index]), expected "
+                + "\(n * (index % 1024) + offset)"
+        }
+        return nil
+    }
+    run("refuse-root-too-large") {
+        var data: [Float] = [1, 2]
+        return expectRefusal("root \(size) is outside") {
+            try world.broadcast(&data, root: size)
+        }
+    }
+    run("refuse-root-negative") {
+        var bytes: [UInt8] = [1]
+        return expectRefusal("root -1 is outside") {
+            try world.broadcast(bytes: &bytes, root: -1)
+        }
+    }
+    run("refuse-unsupported-type") {
+        var data = [Unsupported(value: 1)]
+        return expectRefusal("unsupported scalar type") {
+            try world.allreduce(&data, .sum)
+        }
+    }
+    if size > 1 {
+        // Unequal counts are caught by a collective check, so every
+        // rank must throw, not only the odd one.
+        run("refuse-allgather-unequal-counts") {
+            expectRefusal("counts differ") {
+                _ = try world.allgather([Int32](repeating: 1, count: rank))
+            }
+        }
+        run("refuse-broadcast-unequal-counts") {
+            var data = [Double](repeating: 0, count: rank + 1)
+            return expectRefusal("counts differ") {
+                try world.broadcast(&data, root: 0)
+            }
+        }
+    }
+    run("barrier-after-refusals") {
+        try world.barrier()
+        return nil
+    }
+}
+
+/// Rank 0 broadcasts 64 values; the others offer room for 8. MPI reports
+/// the truncation on the receivers; the root's send completes.
+func runMPIError() {
+    run("mpi-error-truncated-broadcast") {
+        guard size > 1 else { return "needs at least two ranks" }
+        var data = [Int32](repeating: 5, count: rank == 0 ? 64 : 8)
+        do {
+            try data.withUnsafeMutableBufferPointer {
+                try world.broadcast($0, root: 0)
+            }
+        } catch let error as CollectiveError {
+            print("\(prefix) error: \(error)")
+            if rank == 0 { return "the root threw \(error)" }
+            guard error.code != nil, error.operation == "MPI_Bcast" else {
+                return "not an error from MPI_Bcast: \(error)"
+            }
+            return nil
+        }
+        return rank == 0 ? nil : "no error on a receiving rank"
+    }
+}
+
+/// Finalises twice (which must be harmless), then tries a collective:
+/// with MPI it must be refused, without MPI it is still a no-op.
+func checkAfterFinalize(expectMPI: Bool) {
+    Communicator.finalize()
+    Communicator.finalize()
+    run("after-finalize") {
+        var data: [Int64] = [Int64(rank)]
+        if expectMPI {
+            return expectRefusal("already been finalised") {
+                try world.allreduce(&data, .sum)
+            }
+        }
+        try world.allreduce(&data, .sum)
+        return compare(data, [Int64(rank)])
+    }
+}
+
+if let abortCode {
+    if rank == 0 {
+        print("\(prefix) aborting with \(abortCode)")
+        world.abort(code: abortCode)
+    }
+    // The other ranks wait to be killed by the abort.
+    try? world.barrier()
+    print("\(prefix) FAIL survived the abort")
+    exit(1)
+}
+if provokeMPIError {
+    runMPIError()
+} else {
+    runChecks()
+}
+if let expectMPI {
+    checkAfterFinalize(expectMPI: expectMPI)
+}
+print("\(prefix) done: \(checkCount) checks, \(failureCount) failed")
+Communicator.finalize()
+exit(failureCount == 0 ? 0 : 1)

@@ -1,5 +1,0 @@
-import XCTest
-
-final class CollectivePlaceholderTests: XCTestCase {
-    func testNothingYet() {}
-}
