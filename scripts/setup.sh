@@ -8,7 +8,13 @@ need=()
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists ompi-c 2>/dev/null || need+=(libopenmpi-dev)
 command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
+# The tests compare against files written by numpy.
+python3 -c 'import numpy' >/dev/null 2>&1 || pip_need=numpy
 
+if [ -n "${pip_need:-}" ]; then
+    echo "setup: installing numpy for python3"
+    python3 -m pip install --quiet numpy
+fi
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -20,4 +26,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+$sudo apt-get install -y -qq "${need[@]}"
