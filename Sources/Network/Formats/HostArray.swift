@@ -3,7 +3,14 @@
 /// The trainer only needs 32- and 64-bit floats and integers, so the
 /// readers refuse every other type instead of guessing a conversion.
 public enum ElementType: String, Sendable, CaseIterable {
-    case float32, float64, int32, int64
+    /// IEEE 754 single precision (`<f4`, `F32`).
+    case float32
+    /// IEEE 754 double precision (`<f8`, `F64`).
+    case float64
+    /// Signed 32-bit integer (`<i4`, `I32`).
+    case int32
+    /// Signed 64-bit integer (`<i8`, `I64`).
+    case int64
 
     /// Bytes per element.
     public var byteSize: Int {
@@ -20,10 +27,18 @@ public enum ElementType: String, Sendable, CaseIterable {
 /// element; a shape with a zero dimension holds no elements.
 public struct HostArray: Equatable, Sendable {
     /// The elements, typed as they are in the file.
+    ///
+    /// Equality compares element values, under which NaN differs from
+    /// itself and -0.0 equals 0.0; compare bit patterns to test that two
+    /// arrays hold exactly the same bytes.
     public enum Storage: Equatable, Sendable {
+        /// float32 elements.
         case float32([Float])
+        /// float64 elements.
         case float64([Double])
+        /// int32 elements.
         case int32([Int32])
+        /// int64 elements.
         case int64([Int64])
     }
 
