@@ -36,7 +36,11 @@ let package = Package(
             dependencies: ["Collective"],
             path: "Tests/CollectiveCheck"
         ),
-        .testTarget(name: "NetworkTests", dependencies: ["Network"]),
+        .testTarget(
+            name: "NetworkTests",
+            dependencies: ["Network"],
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(name: "CollectiveTests", dependencies: ["Collective"]),
         .testTarget(
             name: "LauncherTests",
