@@ -146,7 +146,8 @@ enum TrainCommand {
         let trainer = Trainer(
             comm: comm, model: model, settings: settings, train: train,
             validation: validation)
-        let reporter = ProgressReporter(enabled: comm.rank == 0)
+        let reporter = ProgressReporter(
+            enabled: comm.rank == 0, distributed: comm.isDistributed)
         let log = try comm.rank == 0
             ? metricsPath.map { try MetricsLog(path: $0) } : nil
         if comm.rank == 0 && comm.size > 1 {

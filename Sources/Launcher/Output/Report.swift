@@ -8,9 +8,13 @@ struct ProgressReporter {
     /// True when standard output is a terminal, so a bar can redraw itself.
     let interactive: Bool
 
-    init(enabled: Bool) {
+    /// `distributed`: started by an MPI launcher. OpenMPI hands its ranks
+    /// a pseudo-terminal as standard output even when mpirun's own output
+    /// goes to a file, so there the launcher's output is what counts.
+    init(enabled: Bool, distributed: Bool) {
         self.enabled = enabled
         interactive = enabled && isatty(STDOUT_FILENO) == 1
+            && (!distributed || launcherOutputIsTerminal())
     }
 
     func epochStarted(_ epoch: Int, of epochs: Int) {
@@ -26,7 +30,8 @@ struct ProgressReporter {
         let filled = total == 0 ? width : done * width / total
         let bar = String(repeating: "=", count: filled)
             + String(repeating: ".", count: width - filled)
-        let text = "\r\(done)/\(total) [\(bar)] - loss: "
+        // Carriage return, then erase the line: the bar redraws in place.
+        let text = "\r\u{1B}[K\(done)/\(total) [\(bar)] - loss: "
             + format(loss)
         FileHandle.standardOutput.write(Data(text.utf8))
     }
@@ -36,7 +41,9 @@ struct ProgressReporter {
         steps: Int, seconds: Double, figures: [(String, Double)]
     ) {
         guard enabled else { return }
-        if interactive { FileHandle.standardOutput.write(Data("\r".utf8)) }
+        if interactive {
+            FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+        }
         let perStep = steps > 0 ? seconds / Double(steps) * 1000 : 0
         var parts = [
             "\(steps)/\(steps) - \(String(format: "%.1f", seconds))s "
@@ -53,6 +60,17 @@ struct ProgressReporter {
     private func format(_ value: Double) -> String {
         String(format: "%.4f", value)
     }
+}
+
+/// Whether the parent process (mpirun or its daemon, which forwards our
+/// output) writes its standard output to a terminal. Linux only: anything
+/// unreadable counts as not a terminal, so logs stay clean.
+func launcherOutputIsTerminal() -> Bool {
+    let link = "/proc/\(getppid())/fd/1"
+    guard let target = try? FileManager.default.destinationOfSymbolicLink(
+        atPath: link)
+    else { return false }
+    return target.hasPrefix("/dev/pts/") || target.hasPrefix("/dev/tty")
 }
 
 /// Appends one strict-JSON object per epoch to a `.jsonl` file.
