@@ -29,7 +29,11 @@ let package = Package(
             dependencies: ["Network", "Collective"],
             swiftSettings: fastMath
         ),
-        .testTarget(name: "NetworkTests", dependencies: ["Network"]),
+        .testTarget(
+            name: "NetworkTests",
+            dependencies: ["Network"],
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(name: "CollectiveTests", dependencies: ["Collective"]),
         .testTarget(
             name: "LauncherTests",
