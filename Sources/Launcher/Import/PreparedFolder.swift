@@ -69,14 +69,22 @@ enum PreparedFolder {
         do {
             let record = data.record
             let rows = record.rows.written
-            try NPY.write(
-                HostArray(shape: [rows, record.sequenceLength], int32s: data.ids),
-                to: partial + "/" + mainInput)
-            try NPY.write(
-                HostArray(shape: [rows, record.featureNames.count], floats: data.aux),
-                to: partial + "/" + auxInput)
-            try NPY.write(
-                HostArray(shape: [rows, 1], floats: data.labels), to: partial + "/" + labels)
+            // HostArray stops the process on a count that does not fit the
+            // shape; a mismatch here is a bug, reported as an error instead.
+            func checked(_ shape: [Int], _ count: Int, _ name: String) throws -> [Int] {
+                guard shape.reduce(1, *) == count else {
+                    throw ImportError(
+                        file: partial + "/" + name,
+                        "internal error: \(count) values for shape \(shape)")
+                }
+                return shape
+            }
+            let mainShape = try checked([rows, record.sequenceLength], data.ids.count, mainInput)
+            try NPY.write(HostArray(shape: mainShape, int32s: data.ids), to: partial + "/" + mainInput)
+            let auxShape = try checked([rows, record.featureNames.count], data.aux.count, auxInput)
+            try NPY.write(HostArray(shape: auxShape, floats: data.aux), to: partial + "/" + auxInput)
+            let labelShape = try checked([rows, 1], data.labels.count, labels)
+            try NPY.write(HostArray(shape: labelShape, floats: data.labels), to: partial + "/" + labels)
             try writeFileAtomically(
                 Array(data.vocabulary.fileText.utf8), to: partial + "/" + vocabulary)
             try writeFileAtomically(try record.jsonBytes(), to: partial + "/" + self.record)
