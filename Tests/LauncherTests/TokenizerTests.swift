@@ -10,6 +10,10 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(Tokenizer.words("Ünïcode Straße naïve café"), ["ünïcode", "straße", "naïve", "café"])
         XCTAssertEqual(Tokenizer.words("  ...  !!! "), [])
         XCTAssertEqual(Tokenizer.words("a_b\nc\td"), ["a", "b", "c", "d"])
+        // Emoji (with or without a variation selector) are not words; a
+        // combining accent stays with its letter and starts no word.
+        XCTAssertEqual(Tokenizer.words("❤️ 😂👌 \u{0301}x caf\u{0065}\u{0301}"), ["x", "caf\u{0065}\u{0301}"])
+        XCTAssertEqual(Tokenizer.words("I ❤️NY"), ["i", "ny"])
     }
 
     func testVocabularyOrderTiesByFirstAppearance() {

@@ -4,8 +4,9 @@ import Foundation
 /// oov_token=...)` followed by `pad_sequences(maxlen=T)`:
 ///
 /// - the text is lower-cased, then split into words: maximal runs of
-///   letters (any script, with their combining marks), decimal digits and
-///   apostrophes. Everything else separates words. Both the ASCII
+///   letters (any script, with the combining marks that follow them),
+///   decimal digits and apostrophes. Everything else separates words, so
+///   emoji and symbols are never words. Both the ASCII
 ///   apostrophe ' and the typographic one ’ (U+2019) count as apostrophes,
 ///   because Keras' default filters remove neither, so "don’t" stays one
 ///   word there too; the two spellings remain different words;
@@ -21,6 +22,8 @@ enum Tokenizer {
         var current = String.UnicodeScalarView()
         for scalar in text.lowercased().unicodeScalars {
             if isWordScalar(scalar) {
+                current.append(scalar)
+            } else if !current.isEmpty, isWordContinuingMark(scalar) {
                 current.append(scalar)
             } else if !current.isEmpty {
                 result.append(String(current))
@@ -42,12 +45,25 @@ enum Tokenizer {
         if value == 0x2019 { return true }  // ’
         switch scalar.properties.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter,
-            .modifierLetter, .otherLetter,
-            .nonspacingMark, .spacingMark, .enclosingMark,
-            .decimalNumber:
+            .modifierLetter, .otherLetter, .decimalNumber:
             return true
         default:
             return false
+        }
+    }
+
+    /// A combining mark belongs to the word it follows (the accent of a
+    /// decomposed "é"); it starts no word of its own. Variation selectors
+    /// are marks too, but only choose how a symbol looks (the emoji form of
+    /// ❤ is ❤ followed by U+FE0F), so they are never part of a word.
+    static func isWordContinuingMark(_ scalar: Unicode.Scalar) -> Bool {
+        let value = scalar.value
+        if (0xFE00...0xFE0F).contains(value) || (0xE0100...0xE01EF).contains(value) {
+            return false
+        }
+        switch scalar.properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark: return true
+        default: return false
         }
     }
 }
