@@ -8,12 +8,17 @@ need=()
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists ompi-c 2>/dev/null || need+=(libopenmpi-dev)
 command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
-# The tests compare against files written by numpy.
-python3 -c 'import numpy' >/dev/null 2>&1 || pip_need=numpy
+# The tests compare against files written by numpy and the Python
+# safetensors package.
+pip_need=""
+python3 -c 'import numpy' >/dev/null 2>&1 || pip_need="numpy"
+python3 -c 'import safetensors' >/dev/null 2>&1 \
+    || pip_need="$pip_need safetensors"
 
-if [ -n "${pip_need:-}" ]; then
-    echo "setup: installing numpy for python3"
-    python3 -m pip install --quiet numpy
+if [ -n "$pip_need" ]; then
+    echo "setup: installing$pip_need for python3"
+    # shellcheck disable=SC2086 # the names are separate words
+    python3 -m pip install --quiet $pip_need
 fi
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

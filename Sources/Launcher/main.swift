@@ -40,6 +40,7 @@ func runCommand(_ arguments: [String]) -> Int32 {
         case "train": return try TrainCommand.run(rest)
         case "predict": return try PredictCommand.run(rest)
         case "evaluate": return try EvaluateCommand.run(rest)
+        case "prepare": return try runPrepare(rest)
         case "--help", "-h", "help":
             print(usage)
             return 0

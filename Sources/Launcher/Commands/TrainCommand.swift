@@ -6,12 +6,20 @@ import Network
 enum TrainCommand {
     static let summary = """
         Trains the headline model on a folder of .npy files (main_input, \
-        aux_input, labels). Under mpirun every rank trains a replica on its \
-        share of each global batch; rank 0 prints and writes files.
+        aux_input, labels). Without --data it imports the bundled Facebook \
+        news posts into OUTPUT/data and trains on them. Under mpirun every \
+        rank trains a replica on its share of each global batch; rank 0 \
+        prints and writes files.
         """
 
     static let options: [OptionSpec] = [
-        OptionSpec("data", value: "DIR", help: "training folder"),
+        OptionSpec(
+            "data", value: "DIR",
+            help: "training folder (default: the bundled data set)"),
+        OptionSpec(
+            "output", value: "DIR",
+            help: "folder for the weights and import choices when "
+                + "--save-weights is not given (default headline-model)"),
         OptionSpec("epochs", value: "N", help: "epochs to train (default 1)"),
         OptionSpec(
             "batch-size", value: "B",
@@ -30,7 +38,8 @@ enum TrainCommand {
         OptionSpec("no-shuffle", help: "keep the data order in every epoch"),
         OptionSpec(
             "validation-split", value: "F",
-            help: "hold out the last fraction F of the rows (default 0)"),
+            help: "hold out the last fraction F of the rows (default 0, "
+                + "or the split of a prepared folder)"),
         OptionSpec(
             "init-weights", value: "FILE",
             help: "start from these weights (.safetensors); sizes from it"),
@@ -73,12 +82,14 @@ enum TrainCommand {
         settings.validationSplit = try args.double(
             "validation-split", default: 0, expected: "a fraction in [0, 1)"
         ) { $0 >= 0 && $0 < 1 }
-        guard let dataFolder = args.string("data") else {
-            throw UsageError("train needs --data DIR")
-        }
+        let splitGiven = args.string("validation-split") != nil
+        let output = args.string("output") ?? RunFolder.defaultPath
         let initWeights = args.string("init-weights")
         let saveWeights = args.string("save-weights")
         let metricsPath = args.string("metrics")
+            ?? (args.string("data") == nil && args.string("save-weights") == nil
+                ? (output as NSString).appendingPathComponent("metrics.jsonl")
+                : nil)
         let sizes = try ModelOptions.parse(args)
 
         let comm = try Communicator.world()
@@ -88,6 +99,11 @@ enum TrainCommand {
                     + "\(comm.size) ranks; every rank needs at least one row "
                     + "of a full batch")
         }
+        let reporter = ProgressReporter(
+            enabled: comm.rank == 0, distributed: comm.isDistributed)
+        let dataFolder = try args.string("data")
+            ?? RunFolder.prepareBundledData(
+                in: output, comm: comm, reporter: reporter)
 
         // Every rank reads and checks the files itself (they are small next
         // to the model's work), then the ranks agree that all succeeded.
@@ -129,7 +145,13 @@ enum TrainCommand {
         }
         try comm.broadcast(&model.parameters, root: 0)
 
-        let trainRows = Int(Double(data.rows) * (1 - settings.validationSplit))
+        // Keras' rule: the last fraction is held out, before any shuffling.
+        // A prepared folder was shuffled and split at import; its split
+        // holds unless another is asked for.
+        let preparedRows = splitGiven
+            ? nil : RunFolder.preparedTrainingRows(in: dataFolder)
+        let trainRows = preparedRows.map { min($0, data.rows) }
+            ?? Int(Double(data.rows) * (1 - settings.validationSplit))
         guard trainRows > 0 else {
             throw AgreedFailure(
                 rank: 0,
@@ -146,8 +168,6 @@ enum TrainCommand {
         let trainer = Trainer(
             comm: comm, model: model, settings: settings, train: train,
             validation: validation)
-        let reporter = ProgressReporter(
-            enabled: comm.rank == 0, distributed: comm.isDistributed)
         let log = try comm.rank == 0
             ? metricsPath.map { try MetricsLog(path: $0) } : nil
         if comm.rank == 0 && comm.size > 1 {
@@ -180,8 +200,18 @@ enum TrainCommand {
                 figures: figures)
             try log?.append(epoch: epoch + 1, figures: figures)
         }
-        if comm.rank == 0, let saveWeights {
-            try WeightsFile.save(model, to: saveWeights)
+        if comm.rank == 0 {
+            if let saveWeights {
+                try WeightsFile.save(model, to: saveWeights)
+            } else {
+                try FileManager.default.createDirectory(
+                    atPath: output, withIntermediateDirectories: true)
+                let path = (output as NSString).appendingPathComponent(
+                    RunFolder.weightsName)
+                try WeightsFile.save(model, to: path)
+                try RunFolder.copyImportChoices(from: dataFolder, to: output)
+                reporter.printLine("saved the weights and import choices in \(output)")
+            }
         }
         return 0
     }
