@@ -1,5 +1,0 @@
-import XCTest
-
-final class LauncherPlaceholderTests: XCTestCase {
-    func testNothingYet() {}
-}
