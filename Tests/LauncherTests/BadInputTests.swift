@@ -370,7 +370,7 @@ final class BadInputTests: XCTestCase {
     // MARK: Output paths
 
     /// A --save-weights path in a folder that does not exist: the run ends
-    /// quickly with the path named, on one rank and on two.
+    /// with the path named, on one rank and on two, before it trains.
     func testSaveWeightsIntoMissingFolder() throws {
         let data = try folder { spec in spec }
         let dir = (data as NSString).deletingLastPathComponent
@@ -385,6 +385,7 @@ final class BadInputTests: XCTestCase {
             assertRejected(
                 result, distinctive: target, mentions: [],
                 notWritten: target)
+            XCTAssertFalse(result.stdout.contains("Epoch 1/"), result.transcript)
         }
     }
 
@@ -399,6 +400,7 @@ final class BadInputTests: XCTestCase {
                 + smallModelOptions())
         assertRejected(
             result, distinctive: target, mentions: [], notWritten: nil)
+        XCTAssertFalse(result.stdout.contains("Epoch 1/"), result.transcript)
         let contents = try FileManager.default.contentsOfDirectory(
             atPath: target)
         XCTAssertEqual(contents, [], "left behind: \(contents)")
@@ -420,6 +422,7 @@ final class BadInputTests: XCTestCase {
             assertRejected(
                 result, distinctive: target, mentions: [],
                 notWritten: saved)
+            XCTAssertFalse(result.stdout.contains("Epoch 1/"), result.transcript)
         }
     }
 
