@@ -89,6 +89,25 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertLessThan(worst, 1)
     }
 
+    func testParameterCountMatchesTheLayoutAndReportsOverflow() {
+        var rng = SeededGenerator(seed: 9)
+        for _ in 0..<50 {
+            let config = ModelConfig(
+                vocabularySize: 1 + Int(rng.next() % 500),
+                embeddingWidth: 1 + Int(rng.next() % 40),
+                sequenceLength: 3, lstmUnits: 1 + Int(rng.next() % 9),
+                auxFeatures: Int(rng.next() % 6),
+                denseUnits: 1 + Int(rng.next() % 9),
+                denseLayers: 1 + Int(rng.next() % 4))
+            XCTAssertEqual(
+                config.parameterCount, ParameterLayout(config).count,
+                "\(config)")
+        }
+        let huge = ModelConfig(
+            vocabularySize: 1 << 40, embeddingWidth: 1 << 40)
+        XCTAssertNil(huge.parameterCount)
+    }
+
     private func name(of index: Int, in layout: ParameterLayout) -> String {
         layout.entries.first { $0.range.contains(index) }?.name ?? "?"
     }

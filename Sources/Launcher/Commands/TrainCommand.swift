@@ -107,8 +107,8 @@ enum TrainCommand {
 
         // Every rank reads and checks the files itself (they are small next
         // to the model's work), then the ranks agree that all succeeded.
-        let (model, data) = try comm.agreeing {
-            () throws -> (HeadlineModel, TrainingData) in
+        let (model, data, log) = try comm.agreeing {
+            () throws -> (HeadlineModel, TrainingData, MetricsLog?) in
             var tensors: [(name: String, array: HostArray)] = []
             var config: ModelConfig
             if let initWeights {
@@ -129,6 +129,7 @@ enum TrainCommand {
                         + "\(initWeights!) expect \(config.auxFeatures)")
             }
             config.auxFeatures = data.auxFeatures
+            try checkFitsInMemory(config)
             let model = HeadlineModel(config: config)
             // Rank 0 alone initialises or loads; the broadcast below gives
             // every rank the same starting point.
@@ -141,7 +142,16 @@ enum TrainCommand {
                         seed: settings.seed)
                 }
             }
-            return (model, data)
+            // Output paths fail now, on every rank together, rather than
+            // after the training they would have kept.
+            var log: MetricsLog?
+            if comm.rank == 0 {
+                if let saveWeights {
+                    try checkOutputPath(saveWeights, option: "--save-weights")
+                }
+                log = try metricsPath.map { try MetricsLog(path: $0) }
+            }
+            return (model, data, log)
         }
         try comm.broadcast(&model.parameters, root: 0)
 
@@ -168,8 +178,6 @@ enum TrainCommand {
         let trainer = Trainer(
             comm: comm, model: model, settings: settings, train: train,
             validation: validation)
-        let log = try comm.rank == 0
-            ? metricsPath.map { try MetricsLog(path: $0) } : nil
         if comm.rank == 0 && comm.size > 1 {
             reporter.printLine(
                 "training on \(comm.size) ranks, global batch "
@@ -217,6 +225,26 @@ enum TrainCommand {
     }
 }
 
+/// Refuses sizes whose weights, gradients and optimizer state (three
+/// float32 copies) would not fit in this machine's memory, before anything
+/// is allocated.
+func checkFitsInMemory(_ config: ModelConfig) throws {
+    let memory = ProcessInfo.processInfo.physicalMemory
+    guard let count = config.parameterCount,
+        count <= Int(memory / 12)
+    else {
+        let sizes = "V=\(config.vocabularySize), E=\(config.embeddingWidth), "
+            + "U=\(config.lstmUnits), H=\(config.denseUnits)"
+        throw UsageError(
+            "the model sizes \(sizes) need "
+                + (config.parameterCount.map { "\($0) weights" }
+                    ?? "more weights than can be counted")
+                + "; this machine's \(memory >> 20) MiB of memory holds at "
+                + "most \(memory / 12) (weights, gradients and RMSprop "
+                + "velocity, 4 bytes each)")
+    }
+}
+
 /// The model-size options shared by the commands that build a model.
 enum ModelOptions {
     static let options: [OptionSpec] = [
@@ -242,5 +270,32 @@ enum ModelOptions {
             lstmUnits: try args.int("lstm-units", default: 32, in: 1...100_000),
             denseUnits: try args.int("dense-units", default: 64, in: 1...100_000),
             denseLayers: try args.int("dense-layers", default: 3, in: 1...1000))
+    }
+}
+
+/// Throws unless `path` can become a file: not empty, not a folder, in an
+/// existing folder that this process may write into.
+func checkOutputPath(_ path: String, option: String) throws {
+    var isDirectory: ObjCBool = false
+    let exists = FileManager.default.fileExists(
+        atPath: path, isDirectory: &isDirectory)
+    guard !path.isEmpty else {
+        throw DataError("\(option) needs a file path, got an empty one")
+    }
+    guard !path.hasSuffix("/"), !(exists && isDirectory.boolValue) else {
+        throw DataError("\(option) '\(path)': expected a file path, not a folder")
+    }
+    let parent = (path as NSString).deletingLastPathComponent
+    let folder = parent.isEmpty ? "." : parent
+    guard FileManager.default.fileExists(
+        atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue
+    else {
+        throw DataError(
+            "\(option) '\(path)': the folder '\(folder)' does not exist")
+    }
+    guard access(folder, W_OK) == 0 else {
+        throw DataError(
+            "\(option) '\(path)': cannot write into '\(folder)': "
+                + String(cString: strerror(errno)))
     }
 }

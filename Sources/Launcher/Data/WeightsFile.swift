@@ -47,11 +47,19 @@ enum WeightsFile {
                     + "'lstm/lstm_cell/recurrent_kernel' and 'dense/kernel' "
                     + "must be 2-D, got \(embedding), \(recurrent), \(first)")
         }
+        // The highest hidden layer named by any tensor (kernel or bias)
+        // sets the count, so a tensor missing in between is reported as
+        // missing rather than making a shorter model with extra tensors.
+        // Indices beyond the --dense-layers limit stay unexpected names.
         var layers = 1
-        while tensors.contains(where: {
-            $0.name == "\(ModelConfig.denseName(layers))/kernel"
-        }) {
-            layers += 1
+        for (name, _) in tensors where name.hasPrefix("dense_") {
+            let digits = name.dropFirst("dense_".count).prefix { $0 != "/" }
+            guard digits.first != "0",
+                digits.allSatisfy({ ("0"..."9").contains($0) }),
+                let index = Int(digits), index < 1000,
+                name.dropFirst("dense_".count + digits.count).first == "/"
+            else { continue }
+            layers = max(layers, index + 1)
         }
         let units = recurrent[0]
         let config = ModelConfig(

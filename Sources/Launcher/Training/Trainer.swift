@@ -103,10 +103,14 @@ final class Trainer {
             try comm.allreduce(&stepSums, .sum)
             let reduced = StepSums(packed: stepSums[...])
             guard reduced.mainLoss.isFinite, reduced.auxLoss.isFinite else {
-                throw TrainingError.nonFinite(
+                // Every rank sees the same reduced sums, so all stop here
+                // together; rank 0 alone says why.
+                let error = TrainingError.nonFinite(
                     epoch: epoch + 1, step: step + 1,
                     main: reduced.mainLoss / reduced.rows,
                     aux: reduced.auxLoss / reduced.rows)
+                throw AgreedFailure(
+                    rank: 0, local: comm.rank == 0 ? error : nil)
             }
             try comm.allreduce(&model.gradients, .sum)
             optimizer.apply(to: &model.parameters, gradients: model.gradients)

@@ -45,6 +45,31 @@ public struct ModelConfig: Equatable, Sendable, Codable {
         return bad
     }
 
+    /// The number of weights, or nil when it does not fit in an `Int`
+    /// (sizes come from the command line and from file headers, so an
+    /// absurd size must be reported, not trapped on).
+    public var parameterCount: Int? {
+        let v = vocabularySize, e = embeddingWidth, u = lstmUnits
+        let a = auxFeatures, h = denseUnits
+        let terms: [[Int]] = [
+            [v, e], [e, 4, u], [u, 4, u], [4, u], [u], [1],
+            [u + a, h], [h], [max(denseLayers - 1, 0), h + 1, h], [h], [1],
+        ]
+        var total = 0
+        for factors in terms {
+            var product = 1
+            for f in factors {
+                let (p, overflow) = product.multipliedReportingOverflow(by: f)
+                if overflow { return nil }
+                product = p
+            }
+            let (sum, overflow) = total.addingReportingOverflow(product)
+            if overflow { return nil }
+            total = sum
+        }
+        return total
+    }
+
     /// Keras' name of hidden dense layer `index` (0-based): `dense`,
     /// `dense_1`, `dense_2`, ...
     public static func denseName(_ index: Int) -> String {

@@ -1,0 +1,83 @@
+import Foundation
+import Network
+import XCTest
+
+/// The same training run on 1, 2 and 3 ranks ends with the same weights
+/// and the same metrics: the data-parallel split changes only the order
+/// of floating-point sums.
+final class RankEquivalenceTests: XCTestCase {
+    /// 25 rows, 20 for training: global batches of 7, 7 and 6, so 3 ranks
+    /// get uneven shares and the last batch is partial.
+    func testPartialLastBatch() throws {
+        try checkEquivalence(rows: 25)
+    }
+
+    /// 28 rows, 22 for training: batches 7, 7, 7 and 1, so in the last
+    /// step two of three ranks (one of two) have no rows at all.
+    func testLastBatchSmallerThanRankCount() throws {
+        try checkEquivalence(rows: 28)
+    }
+
+    private func checkEquivalence(
+        rows: Int, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        let dir = try temporaryDirectory(for: self)
+        // Labels chosen so both classes are in the training and the
+        // validation rows, which keeps every AUC meaningful.
+        let labels = (0..<rows).map { Float(($0 * 7 / 3) % 2) }
+        try DataSpec(rows: rows, labels: labels).write(to: dir + "/data")
+        var weights: [Int: [String: HostArray]] = [:]
+        var metrics: [Int: [[String: Any]]] = [:]
+        for ranks in 1...3 {
+            let saved = dir + "/w\(ranks).safetensors"
+            let log = dir + "/m\(ranks).jsonl"
+            // No --init-weights: rank 0 draws the initial weights from the
+            // seed and must broadcast them; shuffling on.
+            let result = try CLI.runMPI(
+                ranks: ranks,
+                [
+                    "train", "--data", dir + "/data", "--epochs", "3",
+                    "--batch-size", "7", "--validation-split", "0.2",
+                    "--seed", "11", "--learning-rate", "0.01",
+                    "--save-weights", saved, "--metrics", log,
+                ] + smallModelOptions(), file: file, line: line)
+            XCTAssertEqual(
+                result.status, 0, result.transcript, file: file, line: line)
+            XCTAssertFalse(result.signaled, file: file, line: line)
+            guard result.status == 0 else { return }
+            weights[ranks] = try readTensors(saved)
+            metrics[ranks] = try readMetrics(log, file: file, line: line)
+        }
+        let reference = try XCTUnwrap(weights[1])
+        let referenceMetrics = try XCTUnwrap(metrics[1])
+        XCTAssertEqual(referenceMetrics.count, 3, file: file, line: line)
+        for ranks in 2...3 {
+            let other = try XCTUnwrap(weights[ranks])
+            let diff = maxAbsDifference(reference, other, file: file, line: line)
+            XCTAssertLessThanOrEqual(
+                diff, 1e-5, "weights on \(ranks) ranks vs 1 rank",
+                file: file, line: line)
+            let epochs = try XCTUnwrap(metrics[ranks])
+            XCTAssertEqual(epochs.count, 3, file: file, line: line)
+            for (epoch, (a, b)) in zip(referenceMetrics, epochs).enumerated() {
+                XCTAssertEqual(
+                    a.keys.sorted(), b.keys.sorted(), file: file, line: line)
+                XCTAssertNotNil(a["val_loss"], file: file, line: line)
+                for (key, value) in a {
+                    let x = try XCTUnwrap(value as? Double, key)
+                    let y = try XCTUnwrap(b[key] as? Double, key)
+                    XCTAssertLessThanOrEqual(
+                        abs(x - y), 1e-5,
+                        "epoch \(epoch + 1) \(key) on \(ranks) ranks: \(y), "
+                            + "on 1 rank: \(x)", file: file, line: line)
+                }
+            }
+        }
+        // Training did move the weights away from where any run started,
+        // and the runs started from the seed's weights, not from zeros: a
+        // rank that missed the broadcast would have diverged above.
+        XCTAssertNotEqual(
+            referenceMetrics.first?["loss"] as? Double,
+            referenceMetrics.last?["loss"] as? Double, file: file, line: line)
+    }
+}
