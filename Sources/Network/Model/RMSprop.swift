@@ -58,4 +58,15 @@ public struct RMSprop: Sendable {
         }
         iterations += 1
     }
+
+    /// The velocity of every parameter as the textbook update has it after
+    /// `iterations` steps, for a checkpoint.
+    public func savedVelocity() -> [Float] { velocity }
+
+    /// Restores the state that `savedVelocity()` and `iterations` gave.
+    public mutating func restore(velocity saved: [Float], iterations: Int) {
+        precondition(saved.count == velocity.count)
+        velocity = saved
+        self.iterations = iterations
+    }
 }
