@@ -18,8 +18,16 @@ final class RankEquivalenceTests: XCTestCase {
         try checkEquivalence(rows: 28)
     }
 
+    /// The two ways of exchanging embedding rows, each forced for every
+    /// step, give the same result as one rank.
+    func testDenseAndSparseExchangeAgree() throws {
+        try checkEquivalence(rows: 25, exchange: "dense")
+        try checkEquivalence(rows: 25, exchange: "sparse")
+    }
+
     private func checkEquivalence(
-        rows: Int, file: StaticString = #filePath, line: UInt = #line
+        rows: Int, exchange: String = "auto",
+        file: StaticString = #filePath, line: UInt = #line
     ) throws {
         let dir = try temporaryDirectory(for: self)
         // Labels chosen so both classes are in the training and the
@@ -40,6 +48,7 @@ final class RankEquivalenceTests: XCTestCase {
                     "--batch-size", "7", "--validation-split", "0.2",
                     "--seed", "11", "--learning-rate", "0.01",
                     "--save-weights", saved, "--metrics", log,
+                    "--gradient-exchange", exchange,
                 ] + smallModelOptions(), file: file, line: line)
             XCTAssertEqual(
                 result.status, 0, result.transcript, file: file, line: line)

@@ -112,3 +112,65 @@ final class GradientCheckTests: XCTestCase {
         layout.entries.first { $0.range.contains(index) }?.name ?? "?"
     }
 }
+
+/// The sparse embedding update against the dense one, bit for bit.
+final class SparseRMSpropTests: XCTestCase {
+    func testSparseRowsMatchTheDenseUpdateBitForBit() {
+        var rng = SeededGenerator(seed: 5)
+        let rowsInBlock = 13, width = 7, front = 11, back = 3
+        let count = front + rowsInBlock * width + back
+        var dense = RMSprop(count: count)
+        var sparse = RMSprop(count: count)
+        var wDense = (0..<count).map { _ in Float(rng.nextUnit() - 0.5) }
+        var wSparse = wDense
+        for step in 0..<60 {
+            // A random set of rows has a gradient; all others are zero.
+            var touched: [Int32] = []
+            var g = [Float](repeating: 0, count: count)
+            for k in 0..<front { g[k] = Float(rng.nextUnit() - 0.5) }
+            for k in (count - back)..<count {
+                g[k] = Float(rng.nextUnit() - 0.5)
+            }
+            for r in 0..<rowsInBlock where rng.next() % 4 == 0 {
+                touched.append(Int32(r))
+                for j in 0..<width {
+                    // Some steps use tiny gradients so velocities reach
+                    // the subnormal range and decay to zero.
+                    let scale: Float = step % 7 == 0 ? 1e-20 : 1
+                    g[front + r * width + j] =
+                        Float(rng.nextUnit() - 0.5) * scale
+                }
+            }
+            touched.shuffle(using: &rng)
+            dense.apply(to: &wDense, gradients: g)
+            touched.withUnsafeBufferPointer { rows in
+                sparse.applySparse(
+                    to: &wSparse, gradients: g, blockOffset: front,
+                    rowWidth: width, rowCount: rowsInBlock, rows: rows)
+            }
+            XCTAssertEqual(
+                wDense.map(\.bitPattern), wSparse.map(\.bitPattern),
+                "weights after step \(step)")
+            XCTAssertEqual(
+                dense.savedVelocity().map(\.bitPattern),
+                sparse.savedVelocity().map(\.bitPattern),
+                "velocity after step \(step)")
+        }
+        XCTAssertEqual(dense.iterations, sparse.iterations)
+        // A long idle stretch: a row untouched for 400 steps decays to the
+        // same bits (including to zero) as 400 dense steps give.
+        let g = [Float](repeating: 0, count: count)
+        for _ in 0..<400 {
+            dense.apply(to: &wDense, gradients: g)
+            [Int32]().withUnsafeBufferPointer { rows in
+                sparse.applySparse(
+                    to: &wSparse, gradients: g, blockOffset: front,
+                    rowWidth: width, rowCount: rowsInBlock, rows: rows)
+            }
+        }
+        XCTAssertEqual(
+            dense.savedVelocity().map(\.bitPattern),
+            sparse.savedVelocity().map(\.bitPattern))
+        XCTAssertEqual(wDense.map(\.bitPattern), wSparse.map(\.bitPattern))
+    }
+}

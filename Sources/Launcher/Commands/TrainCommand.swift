@@ -37,6 +37,10 @@ enum TrainCommand {
             help: "seed of the initial weights and the shuffling (default 1)"),
         OptionSpec("no-shuffle", help: "keep the data order in every epoch"),
         OptionSpec(
+            "gradient-exchange", value: "MODE",
+            help: "embedding rows between ranks: auto (rows when fewer "
+                + "than V are touched), dense or sparse (default auto)"),
+        OptionSpec(
             "validation-split", value: "F",
             help: "hold out the last fraction F of the rows (default 0, "
                 + "or the split of a prepared folder)"),
@@ -79,6 +83,14 @@ enum TrainCommand {
         settings.seed = UInt64(
             try args.int("seed", default: 1, in: 0...Int.max))
         settings.shuffle = !args.flag("no-shuffle")
+        if let mode = args.string("gradient-exchange") {
+            guard let parsed = GradientExchange.Mode(rawValue: mode) else {
+                throw UsageError(
+                    "option '--gradient-exchange' expects auto, dense or "
+                        + "sparse, got '\(mode)'")
+            }
+            settings.exchange = parsed
+        }
         settings.validationSplit = try args.double(
             "validation-split", default: 0, expected: "a fraction in [0, 1)"
         ) { $0 >= 0 && $0 < 1 }

@@ -14,6 +14,7 @@ struct TrainSettings {
     var seed: UInt64 = 1
     var shuffle = true
     var validationSplit = 0.0
+    var exchange = GradientExchange.Mode.auto
 }
 
 /// The rows of a global batch that rank `rank` of `size` computes:
@@ -52,6 +53,7 @@ final class Trainer {
     let train: TrainingData
     let validation: TrainingData?
     private var batch: Batch
+    private var exchange: GradientExchange
 
     init(
         comm: Communicator, model: HeadlineModel, settings: TrainSettings,
@@ -69,6 +71,9 @@ final class Trainer {
         batch = Batch(
             capacity: share, sequenceLength: train.sequenceLength,
             auxFeatures: train.auxFeatures)
+        exchange = GradientExchange(
+            comm: comm, model: model, mode: settings.exchange)
+        model.zeroGradients()
     }
 
     /// Steps in one epoch (the last batch may be partial).
@@ -91,7 +96,7 @@ final class Trainer {
             let mine = shardRange(count: count, rank: comm.rank, size: comm.size)
             batch.removeAll()
             for r in mine { train.append(row: order[start + r], to: &batch) }
-            model.zeroGradients()
+            exchange.clear(model)
             model.forward(batch)
             var local = EpochTotals()
             local.add(model: model, labels: batch.labels)
@@ -112,8 +117,21 @@ final class Trainer {
                 throw AgreedFailure(
                     rank: 0, local: comm.rank == 0 ? error : nil)
             }
-            try comm.allreduce(&model.gradients, .sum)
-            optimizer.apply(to: &model.parameters, gradients: model.gradients)
+            try exchange.exchange(model)
+            guard exchange.gradientsAreFinite(model) else {
+                // Checked after the exchange: every rank sees the same sums.
+                let error = TrainingError.nonFiniteGradient(
+                    epoch: epoch + 1, step: step + 1)
+                throw AgreedFailure(
+                    rank: 0, local: comm.rank == 0 ? error : nil)
+            }
+            exchange.rows.withUnsafeBufferPointer { rows in
+                optimizer.applySparse(
+                    to: &model.parameters, gradients: model.gradients,
+                    blockOffset: exchange.embeddingOffset,
+                    rowWidth: exchange.width, rowCount: exchange.vocabulary,
+                    rows: rows)
+            }
             totals.sums += reduced
             totals.mainAUC.buckets.addInPlace(local.mainAUC.buckets)
             totals.auxAUC.buckets.addInPlace(local.auxAUC.buckets)
@@ -164,6 +182,7 @@ final class Trainer {
 /// Training that cannot go on.
 enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(epoch: Int, step: Int, main: Double, aux: Double)
+    case nonFiniteGradient(epoch: Int, step: Int)
 
     var description: String {
         switch self {
@@ -171,6 +190,10 @@ enum TrainingError: Error, CustomStringConvertible {
             return "the loss became non-finite in epoch \(epoch), step "
                 + "\(step) (main_output_loss \(main), aux_output_loss "
                 + "\(aux)); stopping before the weights are updated. "
+                + "Try a smaller --learning-rate."
+        case let .nonFiniteGradient(epoch, step):
+            return "a gradient became non-finite in epoch \(epoch), step "
+                + "\(step); stopping before the weights are updated. "
                 + "Try a smaller --learning-rate."
         }
     }

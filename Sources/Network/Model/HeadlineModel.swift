@@ -121,6 +121,7 @@ public final class HeadlineModel {
             work = Workspace(config: config, capacity: rows)
         }
         work.rows = rows
+        work.distinct = 0
         if rows == 0 { return }
         parameters.withUnsafeBufferPointer { wBuffer in
             let w = wBuffer.baseAddress!

@@ -7,6 +7,13 @@
 /// Every weight, the embedding included, gets this textbook update on its
 /// summed gradient. (Keras' TensorFlow backend squares each occurrence of
 /// an embedding row separately before summing; see the README.)
+///
+/// `applySparse` updates only the rows of one block (the embedding) that
+/// have a gradient. For the others the textbook step leaves w unchanged
+/// (its increment is exactly 0) and multiplies v by ρ; those
+/// multiplications are kept pending per row and done, one by one in float32
+/// as the dense step would do them, when the row is next touched or the
+/// state is read. The result is bit-identical to the dense update.
 public struct RMSprop: Sendable {
     // The hyper-parameters are kept in Double, as Keras keeps them in
     // Python floats: 1 − ρ is formed in Double and only then rounded to
@@ -18,10 +25,21 @@ public struct RMSprop: Sendable {
     public var rho: Double
     /// Added inside the square root; default 1e-7.
     public var epsilon: Double
-    /// One velocity per parameter, in the parameter layout.
-    public var velocity: [Float]
+    /// One velocity per parameter, in the parameter layout. Rows of a
+    /// sparse block may lag behind (see `savedVelocity()`).
+    public private(set) var velocity: [Float]
     /// Updates applied so far.
-    public var iterations: Int = 0
+    public private(set) var iterations: Int = 0
+
+    /// The sparse block, once `applySparse` has been used.
+    private var block: SparseBlock?
+
+    private struct SparseBlock: Sendable {
+        var offset: Int
+        var width: Int
+        /// Per row: the number of steps whose decay its velocity holds.
+        var current: [Int]
+    }
 
     /// An optimizer for `count` parameters with zero velocity.
     public init(
@@ -34,20 +52,118 @@ public struct RMSprop: Sendable {
         velocity = [Float](repeating: 0, count: count)
     }
 
-    /// Applies one update to `parameters` from `gradients`.
+    /// Applies one update to every parameter from `gradients`.
     public mutating func apply(
         to parameters: inout [Float], gradients: [Float]
     ) {
         precondition(parameters.count == velocity.count)
         precondition(gradients.count == velocity.count)
-        // The operations and their order mirror Keras' update step in float32,
-        // without fused multiply-adds, so each rounding matches.
+        catchUp()
+        update(&parameters, gradients, range: 0..<velocity.count)
+        iterations += 1
+    }
+
+    /// Applies one update in which the rows of the block
+    /// `[offset, offset + rowCount·width)` have a gradient only where
+    /// listed in `rows` (each row at most once); every parameter outside
+    /// the block is updated densely.
+    public mutating func applySparse(
+        to parameters: inout [Float], gradients: [Float],
+        blockOffset offset: Int, rowWidth width: Int, rowCount: Int,
+        rows: UnsafeBufferPointer<Int32>
+    ) {
+        precondition(parameters.count == velocity.count)
+        precondition(gradients.count == velocity.count)
+        precondition(offset + rowCount * width <= velocity.count)
+        if block == nil || block!.offset != offset || block!.width != width
+            || block!.current.count != rowCount
+        {
+            catchUp()
+            block = SparseBlock(
+                offset: offset, width: width,
+                current: [Int](repeating: iterations, count: rowCount))
+        }
+        let end = offset + rowCount * width
+        update(&parameters, gradients, range: 0..<offset)
+        update(&parameters, gradients, range: end..<velocity.count)
+        let step = iterations
+        for row in rows {
+            let r = Int(row)
+            let start = offset + r * width
+            decay(start..<(start + width), times: step - block!.current[r])
+            update(&parameters, gradients, range: start..<(start + width))
+            block!.current[r] = step + 1
+        }
+        iterations += 1
+    }
+
+    /// The velocity of every parameter as the dense update would have it
+    /// after `iterations` steps, for a checkpoint.
+    public func savedVelocity() -> [Float] {
+        var copy = self
+        copy.catchUp()
+        return copy.velocity
+    }
+
+    /// Restores the state that `savedVelocity()` and `iterations` gave.
+    public mutating func restore(velocity saved: [Float], iterations: Int) {
+        precondition(saved.count == velocity.count)
+        velocity = saved
+        self.iterations = iterations
+        block = nil
+    }
+
+    /// Brings every lagging row of the sparse block up to date.
+    private mutating func catchUp() {
+        guard let current = block?.current, let width = block?.width,
+            let offset = block?.offset
+        else { return }
+        for r in 0..<current.count where current[r] < iterations {
+            let start = offset + r * width
+            decay(start..<(start + width), times: iterations - current[r])
+            block!.current[r] = iterations
+        }
+    }
+
+    /// v ← ρ·v, `times` times, each product rounded as the dense step
+    /// rounds it (ρ·v + (1 − ρ)·0 is exactly ρ·v). Every 16 rounds it
+    /// checks whether the row has decayed to all zeros, which it then
+    /// stays, and stops there.
+    private mutating func decay(_ range: Range<Int>, times: Int) {
+        guard times > 0 else { return }
+        let rho = Float(self.rho)
+        velocity.withUnsafeMutableBufferPointer { buffer in
+            let v = buffer.baseAddress! + range.lowerBound
+            let n = range.count
+            var done = 0
+            while done < times {
+                let rounds = min(16, times - done)
+                for _ in 0..<rounds {
+                    // A plain loop over the row: it vectorises.
+                    for k in 0..<n { v[k] = rho * v[k] }
+                }
+                done += rounds
+                var any = false
+                for k in 0..<n where v[k] != 0 {
+                    any = true
+                    break
+                }
+                if !any { break }
+            }
+        }
+    }
+
+    private mutating func update(
+        _ parameters: inout [Float], _ gradients: [Float], range: Range<Int>
+    ) {
+        // The operations and their order mirror Keras' update step in
+        // float32, without fused multiply-adds, so each rounding matches.
         let rho = Float(self.rho), decay = Float(1 - self.rho)
         let lr = Float(learningRate), eps = Float(epsilon)
         velocity.withUnsafeMutableBufferPointer { v in
             parameters.withUnsafeMutableBufferPointer { w in
                 gradients.withUnsafeBufferPointer { g in
-                    for k in 0..<v.count {
+                    for k in range {
                         let gk = g[k]
                         let vk = rho * v[k] + decay * (gk * gk)
                         v[k] = vk
@@ -56,17 +172,5 @@ public struct RMSprop: Sendable {
                 }
             }
         }
-        iterations += 1
-    }
-
-    /// The velocity of every parameter as the textbook update has it after
-    /// `iterations` steps, for a checkpoint.
-    public func savedVelocity() -> [Float] { velocity }
-
-    /// Restores the state that `savedVelocity()` and `iterations` gave.
-    public mutating func restore(velocity saved: [Float], iterations: Int) {
-        precondition(saved.count == velocity.count)
-        velocity = saved
-        self.iterations = iterations
     }
 }
