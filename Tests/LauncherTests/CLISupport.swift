@@ -87,11 +87,12 @@ enum CLI {
     /// Runs `headline-trainer arguments...` as a plain process.
     static func run(
         _ arguments: [String], in directory: String? = nil,
+        environment extra: [String: String] = [:],
         file: StaticString = #filePath, line: UInt = #line
     ) throws -> CLIResult {
         try launch(
             try executable(file: file, line: line), arguments,
-            in: directory, file: file, line: line)
+            in: directory, extra: extra, file: file, line: line)
     }
 
     /// Runs `headline-trainer arguments...` on `ranks` ranks under mpirun,
@@ -99,6 +100,7 @@ enum CLI {
     /// mpirun's control channel.
     static func runMPI(
         ranks: Int, _ arguments: [String], in directory: String? = nil,
+        environment extra: [String: String] = [:],
         file: StaticString = #filePath, line: UInt = #line
     ) throws -> CLIResult {
         let launcher = try mpirun(file: file, line: line)
@@ -106,7 +108,8 @@ enum CLI {
         return try launch(
             launcher,
             ["--oversubscribe", "--bind-to", "none", "-np", "\(ranks)", trainer]
-                + arguments, in: directory, file: file, line: line)
+                + arguments, in: directory, extra: extra, file: file,
+            line: line)
     }
 
     /// The child's environment: ours, less anything that would make a
@@ -133,7 +136,7 @@ enum CLI {
 
     private static func launch(
         _ executable: String, _ arguments: [String], in directory: String?,
-        file: StaticString, line: UInt
+        extra: [String: String] = [:], file: StaticString, line: UInt
     ) throws -> CLIResult {
         let scratch = NSTemporaryDirectory() + "launcher-tests-io-\(UUID())"
         try FileManager.default.createDirectory(
@@ -155,7 +158,7 @@ enum CLI {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.environment = childEnvironment()
+        process.environment = childEnvironment().merging(extra) { $1 }
         if let directory {
             process.currentDirectoryURL = URL(fileURLWithPath: directory)
         }
