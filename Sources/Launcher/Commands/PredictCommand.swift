@@ -152,20 +152,13 @@ enum PredictCommand {
         let mine = shardRange(count: data.rows, rank: comm.rank, size: comm.size)
         var local: [Float] = []
         local.reserveCapacity(mine.count * 2)
-        var batch = Batch(
-            capacity: batchSize, sequenceLength: data.sequenceLength,
-            auxFeatures: data.auxFeatures)
-        var row = mine.lowerBound
-        while row < mine.upperBound {
-            let end = min(row + batchSize, mine.upperBound)
-            batch.removeAll()
-            for r in row..<end { data.append(row: r, to: &batch) }
-            model.forward(batch)
+        forwardInBatches(
+            model: model, data: data, rows: mine, batchSize: batchSize
+        ) { batch in
             for r in 0..<batch.count {
                 local.append(model.mainProbability(r))
                 local.append(model.auxProbability(r))
             }
-            row = end
         }
         // Shards are contiguous and in rank order, so the gathered array
         // is in row order.

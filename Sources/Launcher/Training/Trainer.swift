@@ -161,21 +161,34 @@ final class Trainer {
     ) throws -> EpochTotals {
         let mine = shardRange(count: data.rows, rank: comm.rank, size: comm.size)
         var totals = EpochTotals()
-        var batch = Batch(
-            capacity: batchSize, sequenceLength: data.sequenceLength,
-            auxFeatures: data.auxFeatures)
-        var row = mine.lowerBound
-        while row < mine.upperBound {
-            let end = min(row + batchSize, mine.upperBound)
-            batch.removeAll()
-            for r in row..<end { data.append(row: r, to: &batch) }
-            model.forward(batch)
+        forwardInBatches(
+            model: model, data: data, rows: mine, batchSize: batchSize
+        ) { batch in
             totals.add(model: model, labels: batch.labels)
-            row = end
         }
         var packed = totals.packed
         try comm.allreduce(&packed, .sum)
         return EpochTotals(packed: packed)
+    }
+}
+
+/// Runs `model` forward over `rows` of `data`, at most `batchSize` rows at
+/// a time, calling `body` with each batch once its outputs are ready.
+func forwardInBatches(
+    model: HeadlineModel, data: TrainingData, rows: Range<Int>,
+    batchSize: Int, _ body: (Batch) -> Void
+) {
+    var batch = Batch(
+        capacity: min(batchSize, rows.count),
+        sequenceLength: data.sequenceLength, auxFeatures: data.auxFeatures)
+    var row = rows.lowerBound
+    while row < rows.upperBound {
+        let end = min(row + batchSize, rows.upperBound)
+        batch.removeAll()
+        for r in row..<end { data.append(row: r, to: &batch) }
+        model.forward(batch)
+        body(batch)
+        row = end
     }
 }
 
