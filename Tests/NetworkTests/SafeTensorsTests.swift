@@ -266,3 +266,48 @@ final class SafeTensorsTests: XCTestCase {
             ["by": "stdlib"])
     }
 }
+
+/// The streaming float32 writer makes the same bytes as the array writer.
+final class SafeTensorsStreamingTests: XCTestCase {
+    func testWriteFloat32MatchesWrite() throws {
+        let dir = NSTemporaryDirectory() + "st-stream-\(UUID())"
+        try FileManager.default.createDirectory(
+            atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let values = (0..<23).map { Float($0) * 0.37 - 3 }
+        let shapes = [("a/kernel", [3, 4]), ("b", [11]), ("empty", [0, 5])]
+        var arrays: [(name: String, array: HostArray)] = []
+        var start = 0
+        for (name, shape) in shapes {
+            let n = shape.reduce(1, *)
+            arrays.append(
+                (name, HostArray(
+                    shape: shape, floats: Array(values[start..<(start + n)]))))
+            start += n
+        }
+        let metadata = ["format": "test", "sequence_length": "7"]
+        try SafeTensors.write(arrays, to: dir + "/a", metadata: metadata)
+        try values.withUnsafeBufferPointer { all in
+            var views: [(name: String, shape: [Int], values: UnsafeBufferPointer<Float>)] = []
+            var at = 0
+            for (name, shape) in shapes {
+                let n = shape.reduce(1, *)
+                views.append(
+                    (name, shape, UnsafeBufferPointer(rebasing: all[at..<(at + n)])))
+                at += n
+            }
+            try SafeTensors.writeFloat32(views, to: dir + "/b", metadata: metadata)
+        }
+        let a = try XCTUnwrap(FileManager.default.contents(atPath: dir + "/a"))
+        let b = try XCTUnwrap(FileManager.default.contents(atPath: dir + "/b"))
+        XCTAssertEqual(a, b)
+        // A view whose length does not match its shape is refused.
+        XCTAssertThrowsError(
+            try values.withUnsafeBufferPointer { all in
+                try SafeTensors.writeFloat32(
+                    [("x", [2, 2], UnsafeBufferPointer(rebasing: all[0..<3]))],
+                    to: dir + "/c")
+            })
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/c"))
+    }
+}

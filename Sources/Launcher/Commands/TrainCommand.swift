@@ -119,7 +119,7 @@ enum TrainCommand {
 
         // Every rank reads and checks the files itself (they are small next
         // to the model's work), then the ranks agree that all succeeded.
-        let (model, data, log) = try comm.agreeing {
+        var (model, data, log) = try comm.agreeing {
             () throws -> (HeadlineModel, TrainingData, MetricsLog?) in
             var tensors: [(name: String, array: HostArray)] = []
             var config: ModelConfig
@@ -186,6 +186,8 @@ enum TrainCommand {
         let train = trainRows == data.rows ? data : data.slice(0..<trainRows)
         let validation = trainRows < data.rows
             ? data.slice(trainRows..<data.rows) : nil
+        // The slices are copies; drop the whole so it is not held twice.
+        data = train
 
         let trainer = Trainer(
             comm: comm, model: model, settings: settings, train: train,

@@ -47,11 +47,6 @@ struct TrainingData {
                 "\(idsPath): expected a 2-D array [N, T] of token ids, "
                     + "got shape \(idsArray.shape)")
         }
-        guard let wideIds = idsArray.integers() else {
-            throw DataError(
-                "\(idsPath): expected integer token ids (int32 or int64), "
-                    + "got \(idsArray.elementType.rawValue)")
-        }
         let n = idsArray.shape[0], t = idsArray.shape[1]
         guard n > 0 else {
             throw DataError("\(idsPath): the data set is empty (0 rows)")
@@ -59,16 +54,33 @@ struct TrainingData {
         guard t > 0 else {
             throw DataError("\(idsPath): rows have no token ids (T = 0)")
         }
-        var ids = [Int32](repeating: 0, count: n * t)
-        for k in 0..<(n * t) {
-            let id = wideIds[k]
-            guard id >= 0 && id < Int64(vocabularySize) else {
-                throw DataError(
-                    "\(idsPath): row \(k / t), column \(k % t) (0-based) "
-                        + "holds token id \(id), outside the vocabulary: "
-                        + "expected 0 <= id < V = \(vocabularySize)")
+        func outside(_ k: Int, _ id: Int64) -> DataError {
+            DataError(
+                "\(idsPath): row \(k / t), column \(k % t) (0-based) "
+                    + "holds token id \(id), outside the vocabulary: "
+                    + "expected 0 <= id < V = \(vocabularySize)")
+        }
+        let ids: [Int32]
+        switch idsArray.storage {
+        case .int32(let values):
+            // Kept as read: no wider copy of the largest input.
+            if let k = values.firstIndex(where: {
+                $0 < 0 || Int($0) >= vocabularySize
+            }) {
+                throw outside(k, Int64(values[k]))
             }
-            ids[k] = Int32(id)
+            ids = values
+        case .int64(let values):
+            if let k = values.firstIndex(where: {
+                $0 < 0 || $0 >= Int64(vocabularySize)
+            }) {
+                throw outside(k, values[k])
+            }
+            ids = values.map { Int32($0) }
+        default:
+            throw DataError(
+                "\(idsPath): expected integer token ids (int32 or int64), "
+                    + "got \(idsArray.elementType.rawValue)")
         }
 
         let auxArray = try NPY.read(contentsOf: auxPath)

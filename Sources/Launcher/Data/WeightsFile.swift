@@ -5,21 +5,20 @@ import Network
 enum WeightsFile {
     /// Writes every weight of `model` to `path`, atomically.
     static func save(_ model: HeadlineModel, to path: String) throws {
-        let tensors = model.layout.entries.map { entry in
-            (
-                name: entry.name,
-                array: HostArray(
-                    shape: entry.shape,
-                    floats: Array(model.parameters[entry.range]))
-            )
-        }
         let c = model.config
         let metadata = [
             "format": "headline-trainer weights; Keras variable paths; "
                 + "kernels are [in, out], y = x @ kernel + bias",
             "sequence_length": String(c.sequenceLength),
         ]
-        try SafeTensors.write(tensors, to: path, metadata: metadata)
+        // Written from views into the flat buffer: no copy of the weights.
+        try model.parameters.withUnsafeBufferPointer { all in
+            try SafeTensors.writeFloat32(
+                model.layout.entries.map { entry in
+                    (entry.name, entry.shape,
+                     UnsafeBufferPointer(rebasing: all[entry.range]))
+                }, to: path, metadata: metadata)
+        }
     }
 
     /// The model sizes implied by the tensors of a weights file, with the

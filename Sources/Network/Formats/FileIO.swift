@@ -147,6 +147,17 @@ func osError() -> String {
 /// temporary file is removed and the error names `path` and the OS reason
 /// (`strerror`). The new file gets mode 0644 less the umask.
 public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
+    try bytes.withUnsafeBytes { raw in
+        try writeFileAtomically(pieces: [raw], to: path)
+    }
+}
+
+/// As `writeFileAtomically(_:to:)`, for a file made of several pieces of
+/// memory written one after another, so that large buffers (a model's
+/// weights) need not be copied into one array first.
+public func writeFileAtomically(
+    pieces: [UnsafeRawBufferPointer], to path: String
+) throws {
     func fail(_ what: String) -> FileFormatError {
         FileFormatError(file: path, message: "\(what): \(osError())")
     }
@@ -172,15 +183,15 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
     if fd < 0 {
         throw fail("cannot create temporary file \(temporary)")
     }
-    var written = 0
     var failure: FileFormatError?
-    bytes.withUnsafeBytes { raw in
+    for raw in pieces where failure == nil && raw.count > 0 {
+        var written = 0
         while written < raw.count {
             let n = write(fd, raw.baseAddress! + written, raw.count - written)
             if n < 0 {
                 if errno == EINTR { continue }
                 failure = fail("cannot write \(temporary)")
-                return
+                break
             }
             written += n
         }

@@ -314,6 +314,58 @@ public enum SafeTensors {
         _ tensors: [(name: String, array: HostArray)],
         metadata: [String: String], label: String
     ) throws -> [UInt8] {
+        let (prefix, dataBytes) = try header(
+            tensors.map { ($0.name, $0.array.elementType, $0.array.shape) },
+            metadata: metadata, label: label)
+        var out: [UInt8] = []
+        out.reserveCapacity(prefix.count + dataBytes)
+        out += prefix
+        for (_, array) in tensors {
+            appendLittleEndian(array.storage, to: &out)
+        }
+        return out
+    }
+
+    /// Writes float32 tensors straight from memory (for example views into
+    /// a model's flat parameter buffer), atomically, without first copying
+    /// them into one array. The file is the same as `write` makes.
+    public static func writeFloat32(
+        _ tensors: [(name: String, shape: [Int], values: UnsafeBufferPointer<Float>)],
+        to path: String, metadata: [String: String] = [:]
+    ) throws {
+        guard hostIsLittleEndian else {
+            // The raw memory is not the file's byte order: go the long way.
+            try write(
+                tensors.map {
+                    (name: $0.name,
+                     array: HostArray(shape: $0.shape, floats: Array($0.values)))
+                }, to: path, metadata: metadata)
+            return
+        }
+        for tensor in tensors
+        where tensor.shape.reduce(1, *) != tensor.values.count {
+            throw FileFormatError(
+                file: path,
+                message: "tensor '\(tensor.name)' has \(tensor.values.count) "
+                    + "values for shape \(tensor.shape)")
+        }
+        let (prefix, _) = try header(
+            tensors.map { ($0.name, ElementType.float32, $0.shape) },
+            metadata: metadata, label: path)
+        try prefix.withUnsafeBytes { head in
+            try writeFileAtomically(
+                pieces: [head] + tensors.map { UnsafeRawBufferPointer($0.values) },
+                to: path)
+        }
+    }
+
+    /// The length field and the JSON header (padded with spaces to a
+    /// multiple of 8) for tensors stored in the given order, and the
+    /// number of data bytes that follow.
+    private static func header(
+        _ tensors: [(name: String, type: ElementType, shape: [Int])],
+        metadata: [String: String], label: String
+    ) throws -> (bytes: [UInt8], dataBytes: Int) {
         var members: [(key: String, value: JSONValue)] = []
         if !metadata.isEmpty {
             // Sorted so that the same tensors always give the same bytes.
@@ -323,7 +375,7 @@ public enum SafeTensors {
         }
         var seen = Set<String>()
         var offset = 0
-        for (name, array) in tensors {
+        for (name, type, shape) in tensors {
             if name == metadataKey {
                 throw FileFormatError(
                     file: label,
@@ -336,10 +388,10 @@ public enum SafeTensors {
                     message: "tensor name '\(name)' appears twice; expected "
                         + "unique names")
             }
-            let end = offset + array.count * array.elementType.byteSize
+            let end = offset + shape.reduce(1, *) * type.byteSize
             let entry: [(key: String, value: JSONValue)] = [
-                ("dtype", .string(dtypeName(array.elementType))),
-                ("shape", .array(array.shape.map { .number("\($0)") })),
+                ("dtype", .string(dtypeName(type))),
+                ("shape", .array(shape.map { .number("\($0)") })),
                 ("data_offsets", .array([.number("\(offset)"),
                     .number("\(end)")])),
             ]
@@ -350,17 +402,12 @@ public enum SafeTensors {
         JSONWriter.write(.object(members), to: &json)
         var header = Array(json.utf8)
         header += [UInt8](repeating: 0x20, count: (8 - header.count % 8) % 8)
-
         var out: [UInt8] = []
-        out.reserveCapacity(8 + header.count + offset)
+        out.reserveCapacity(8 + header.count)
         let length = UInt64(header.count)
         for i in 0..<8 {
             out.append(UInt8(truncatingIfNeeded: length >> (8 * UInt64(i))))
         }
-        out += header
-        for (_, array) in tensors {
-            appendLittleEndian(array.storage, to: &out)
-        }
-        return out
+        return (out + header, offset)
     }
 }
