@@ -3,8 +3,9 @@
 #
 #   scripts/train-local.sh N [train options...]
 #
-# Builds the release binary if needed. With more ranks than cores the
-# ranks share cores (--oversubscribe), which is correct but slower.
+# Builds the release binary if needed (HEADLINE_TRAINER names another
+# binary). With more ranks than cores the ranks share cores
+# (--oversubscribe), which is correct but slower.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,7 @@ fi
 ranks=$1
 shift
 
-bin=.build/release/headline-trainer
+bin=${HEADLINE_TRAINER:-.build/release/headline-trainer}
 [ -x "$bin" ] || swift build -c release >&2
 
 flags=(--bind-to core)

@@ -95,6 +95,18 @@ enum CLI {
             in: directory, extra: extra, file: file, line: line)
     }
 
+    /// Runs any program (a launch script, say) with the same environment
+    /// rules and timeout as the trainer.
+    static func runProgram(
+        _ program: String, _ arguments: [String], in directory: String? = nil,
+        environment extra: [String: String] = [:],
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> CLIResult {
+        try launch(
+            program, arguments, in: directory, extra: extra, file: file,
+            line: line)
+    }
+
     /// Runs `headline-trainer arguments...` on `ranks` ranks under mpirun,
     /// on this machine: shared memory between the ranks, loopback for
     /// mpirun's control channel.
