@@ -53,6 +53,11 @@ enum TrainCommand {
         OptionSpec(
             "metrics", value: "FILE",
             help: "append one JSON object per epoch (.jsonl)"),
+        OptionSpec(
+            "timing-skip", value: "K",
+            help: "for benchmarks: after each epoch also print the wall and "
+                + "CPU time of its steps after the first K (rank 0; no "
+                + "validation pass)"),
     ] + ModelOptions.options
 
     static func run(_ arguments: [String]) throws -> Int32 {
@@ -103,6 +108,8 @@ enum TrainCommand {
                 ? (output as NSString).appendingPathComponent("metrics.jsonl")
                 : nil)
         let sizes = try ModelOptions.parse(args)
+        let timingSkip = args.string("timing-skip") == nil
+            ? nil : try args.int("timing-skip", default: 0, in: 0...Int.max)
 
         let comm = try Communicator.world()
         guard settings.globalBatch >= comm.size else {
@@ -202,12 +209,51 @@ enum TrainCommand {
             reporter.epochStarted(epoch + 1, of: settings.epochs)
             let started = Date()
             let steps = trainer.stepsPerEpoch
+            // --timing-skip: the clock and the global row count after step
+            // K, and after the latest step.
+            var timedFrom = timingSkip == 0
+                ? (ContinuousClock.now, 0.0, processCPUSeconds()) : nil
+            var timedTo: (ContinuousClock.Instant, Double, Double, Int)?
             let totals = try trainer.runEpoch(epoch) { step, running in
                 let n = max(running.sums.rows, 1)
                 reporter.step(
                     step + 1, of: steps,
                     loss: (settings.mainWeight * running.sums.mainLoss
                         + settings.auxWeight * running.sums.auxLoss) / n)
+                if let timingSkip, step + 1 >= timingSkip {
+                    let now = (
+                        ContinuousClock.now, running.sums.rows,
+                        processCPUSeconds())
+                    if step + 1 == timingSkip { timedFrom = now }
+                    else { timedTo = (now.0, now.1, now.2, step + 1) }
+                }
+            }
+            if let timingSkip, comm.rank == 0 {
+                if reporter.interactive {
+                    // Erase the progress bar first, as the epoch line does.
+                    FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+                }
+                if let (start, startRows, startCPU) = timedFrom,
+                    let (end, endRows, endCPU, lastStep) = timedTo
+                {
+                    let time = end - start
+                    let seconds = Double(time.components.seconds)
+                        + Double(time.components.attoseconds) * 1e-18
+                    let perStep = seconds * 1000
+                        / Double(lastStep - timingSkip)
+                    let rate = (endRows - startRows) / seconds
+                    reporter.printLine(
+                        "steady state: steps \(timingSkip + 1)-\(lastStep) "
+                            + "of \(steps) - "
+                            + String(
+                                format: "%.3fs %.2fms/step", seconds, perStep)
+                            + String(format: " - %.1f samples/s", rate)
+                            + String(format: " - cpu %.3fs", endCPU - startCPU))
+                } else {
+                    reporter.printLine(
+                        "steady state: no steps after the first \(timingSkip) "
+                            + "of \(steps)")
+                }
             }
             var figures = totals.figures(
                 prefix: "", mainWeight: settings.mainWeight,
@@ -237,6 +283,13 @@ enum TrainCommand {
         }
         return 0
     }
+}
+
+/// CPU time used so far by this process (all its threads), in seconds.
+func processCPUSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
 }
 
 /// Refuses sizes whose weights, gradients and optimizer state (three
