@@ -7,15 +7,17 @@
 static volatile sig_atomic_t received = 0;
 
 static void on_stop_signal(int number) {
-    if (received != 0) {
-        /* A second TERM or INT: the user or scheduler will not wait for a
-         * checkpoint, so end the process the way the signal normally does.
-         * signal() and raise() are async-signal-safe. */
+    if (received != 0 && number == SIGINT) {
+        /* Ctrl-C pressed again: the user will not wait for the checkpoint,
+         * so end the process the way SIGINT normally does. A repeated
+         * SIGTERM does not: a scheduler and mpirun may each send one, and
+         * the scheduler follows up with SIGKILL anyway. signal() and
+         * raise() are async-signal-safe. */
         signal(number, SIG_DFL);
         raise(number);
         return;
     }
-    received = number;
+    if (received == 0) received = number;
 }
 
 int headline_install_stop_handlers(void) {

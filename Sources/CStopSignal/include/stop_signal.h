@@ -17,7 +17,8 @@
  * Returns 0, or -1 with errno set when sigaction fails. */
 int headline_install_stop_handlers(void);
 
-/* The signal number of the last SIGTERM or SIGINT received, or 0. */
+/* The number of the first SIGTERM or SIGINT received, or 0. A second
+ * SIGINT ends the process at once; a second SIGTERM is ignored. */
 int headline_stop_signal(void);
 
 #endif

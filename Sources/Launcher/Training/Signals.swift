@@ -9,7 +9,9 @@ import Foundation
 /// step's first all-reduce (`Communicator.agreeingOnStep`), so all of them
 /// stop before the same step; rank 0 writes a checkpoint and every rank
 /// exits with 128 + the signal number: 143 for SIGTERM, 130 for SIGINT.
-/// A second signal ends the process at once, as if no handler were there.
+/// A second SIGINT (Ctrl-C again) ends the process at once, as if no
+/// handler were there; a second SIGTERM changes nothing, since a scheduler
+/// and mpirun may each send one.
 ///
 /// Under OpenMPI's mpirun, a SIGTERM or SIGINT to mpirun reaches every
 /// rank as SIGTERM, followed by SIGKILL one second later
