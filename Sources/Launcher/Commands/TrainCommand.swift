@@ -60,12 +60,10 @@ enum TrainCommand {
             help: "keep the newest K checkpoints (default 3)"),
         OptionSpec(
             "resume",
-            help: "continue from the newest valid checkpoint in "
-                + "--checkpoint-dir, up to --epochs (none yet: start)"),
+            help: "go on from the newest checkpoint, up to --epochs"),
         OptionSpec(
             "skip-nonfinite",
-            help: "skip a step whose loss or gradient is NaN or infinite "
-                + "(default: stop)"),
+            help: "skip steps with a NaN/inf loss or gradient, not stop"),
     ] + ModelOptions.options
 
     static func run(_ arguments: [String]) throws -> Int32 {
