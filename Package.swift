@@ -23,10 +23,13 @@ let package = Package(
             providers: [.apt(["libopenmpi-dev"])]
         ),
         .target(name: "Collective", dependencies: ["CMPI"]),
+        // The SIGTERM/SIGINT handlers: C, so they touch only a
+        // sig_atomic_t (see its header).
+        .target(name: "CStopSignal"),
         .target(name: "Network", swiftSettings: fastMath),
         .executableTarget(
             name: "Launcher",
-            dependencies: ["Network", "Collective"],
+            dependencies: ["Network", "Collective", "CStopSignal"],
             swiftSettings: fastMath
         ),
         // Runs every collective under mpirun and checks the results on

@@ -29,6 +29,12 @@ func printError(_ text: String) {
         Data("headline-trainer: error: \(text)\n".utf8))
 }
 
+/// A problem that does not end the run, on standard error.
+func printWarning(_ text: String) {
+    FileHandle.standardError.write(
+        Data("headline-trainer: warning: \(text)\n".utf8))
+}
+
 func runCommand(_ arguments: [String]) -> Int32 {
     guard let command = arguments.first else {
         printError("no command given\n\n" + usage)
@@ -57,7 +63,10 @@ func runCommand(_ arguments: [String]) -> Int32 {
         // All ranks know; the failing rank alone prints its own message.
         if let local = error.local {
             let world = try? Communicator.world()
-            let prefix = (world?.size ?? 1) > 1 ? "rank \(error.rank): " : ""
+            // A non-finite loss or gradient is found in the values summed
+            // over all ranks: naming the rank that reports it would mislead.
+            let prefix = (world?.size ?? 1) > 1 && !(local is TrainingError)
+                ? "rank \(error.rank): " : ""
             printError(prefix + "\(local)")
         }
         return 1

@@ -84,44 +84,69 @@ enum CLI {
         throw CocoaError(.fileNoSuchFile)
     }
 
-    /// Runs `headline-trainer arguments...` as a plain process.
+    /// Runs `headline-trainer arguments...` as a plain process;
+    /// `environment` adds to the child's (the test-only fault variables).
     static func run(
         _ arguments: [String], in directory: String? = nil,
-        environment extra: [String: String] = [:],
+        environment: [String: String] = [:],
         file: StaticString = #filePath, line: UInt = #line
     ) throws -> CLIResult {
-        try launch(
-            try executable(file: file, line: line), arguments,
-            in: directory, extra: extra, file: file, line: line)
+        try start(
+            arguments, in: directory, environment: environment, file: file,
+            line: line
+        ).finish(file: file, line: line)
+    }
+
+    /// Runs `headline-trainer arguments...` on `ranks` ranks under mpirun,
+    /// on this machine: shared memory between the ranks, loopback for
+    /// mpirun's control channel. mpirun passes its environment on to the
+    /// ranks it starts here.
+    static func runMPI(
+        ranks: Int, _ arguments: [String], in directory: String? = nil,
+        environment: [String: String] = [:],
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> CLIResult {
+        try startMPI(
+            ranks: ranks, arguments, in: directory, environment: environment,
+            file: file, line: line
+        ).finish(file: file, line: line)
     }
 
     /// Runs any program (a launch script, say) with the same environment
     /// rules and timeout as the trainer.
     static func runProgram(
         _ program: String, _ arguments: [String], in directory: String? = nil,
-        environment extra: [String: String] = [:],
+        environment: [String: String] = [:],
         file: StaticString = #filePath, line: UInt = #line
     ) throws -> CLIResult {
-        try launch(
-            program, arguments, in: directory, extra: extra, file: file,
-            line: line)
+        try RunningCLI(
+            program, arguments, in: directory, environment: environment
+        ).finish(file: file, line: line)
     }
 
-    /// Runs `headline-trainer arguments...` on `ranks` ranks under mpirun,
-    /// on this machine: shared memory between the ranks, loopback for
-    /// mpirun's control channel.
-    static func runMPI(
-        ranks: Int, _ arguments: [String], in directory: String? = nil,
-        environment extra: [String: String] = [:],
+    /// Starts `headline-trainer arguments...` without waiting for it.
+    static func start(
+        _ arguments: [String], in directory: String? = nil,
+        environment: [String: String] = [:],
         file: StaticString = #filePath, line: UInt = #line
-    ) throws -> CLIResult {
+    ) throws -> RunningCLI {
+        try RunningCLI(
+            try executable(file: file, line: line), arguments,
+            in: directory, environment: environment)
+    }
+
+    /// Starts mpirun with `ranks` ranks without waiting for it.
+    static func startMPI(
+        ranks: Int, _ arguments: [String], in directory: String? = nil,
+        environment: [String: String] = [:],
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> RunningCLI {
         let launcher = try mpirun(file: file, line: line)
         let trainer = try executable(file: file, line: line)
-        return try launch(
+        return try RunningCLI(
             launcher,
             ["--oversubscribe", "--bind-to", "none", "-np", "\(ranks)", trainer]
-                + arguments, in: directory, extra: extra, file: file,
-            line: line)
+                + arguments, in: directory, environment: environment)
     }
 
     /// The child's environment: ours, less anything that would make a
@@ -146,31 +171,38 @@ enum CLI {
         return environment
     }
 
-    private static func launch(
+}
+
+/// A started run of the trainer or of mpirun, which a test may signal
+/// while it runs and then waits for.
+final class RunningCLI {
+    let process = Process()
+    let started = Date()
+    private let scratch: String
+    private let out: FileHandle
+    private let err: FileHandle
+    private let command: String
+
+    init(
         _ executable: String, _ arguments: [String], in directory: String?,
-        extra: [String: String] = [:], file: StaticString, line: UInt
-    ) throws -> CLIResult {
-        let scratch = NSTemporaryDirectory() + "launcher-tests-io-\(UUID())"
+        environment: [String: String]
+    ) throws {
+        scratch = NSTemporaryDirectory() + "launcher-tests-io-\(UUID())"
         try FileManager.default.createDirectory(
             atPath: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: scratch) }
-        let outPath = scratch + "/stdout", errPath = scratch + "/stderr"
-        for path in [outPath, errPath] {
+        for path in [scratch + "/stdout", scratch + "/stderr"] {
             guard FileManager.default.createFile(atPath: path, contents: nil)
             else { throw CocoaError(.fileWriteUnknown) }
         }
         // Files, not pipes: the child is never blocked on a full pipe, and
         // its standard output is not a terminal.
-        let out = try XCTUnwrap(FileHandle(forWritingAtPath: outPath))
-        let err = try XCTUnwrap(FileHandle(forWritingAtPath: errPath))
-        defer {
-            try? out.close()
-            try? err.close()
-        }
-        let process = Process()
+        out = try XCTUnwrap(FileHandle(forWritingAtPath: scratch + "/stdout"))
+        err = try XCTUnwrap(FileHandle(forWritingAtPath: scratch + "/stderr"))
+        command = ([executable] + arguments).joined(separator: " ")
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.environment = childEnvironment().merging(extra) { $1 }
+        process.environment = CLI.childEnvironment().merging(
+            environment, uniquingKeysWith: { _, new in new })
         if let directory {
             process.currentDirectoryURL = URL(fileURLWithPath: directory)
         }
@@ -178,8 +210,34 @@ enum CLI {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+    }
 
-        let deadline = Date().addingTimeInterval(timeout)
+    deinit {
+        try? out.close()
+        try? err.close()
+        try? FileManager.default.removeItem(atPath: scratch)
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    /// Waits until `condition` holds or the process ends, at most
+    /// `seconds`; returns whether it holds.
+    func wait(
+        upTo seconds: TimeInterval, for condition: () -> Bool
+    ) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !condition() && process.isRunning && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return condition()
+    }
+
+    /// Waits for the end (killing a run that passes `CLI.timeout`) and
+    /// collects what it printed.
+    func finish(file: StaticString = #filePath, line: UInt = #line)
+        -> CLIResult
+    {
+        let deadline = started.addingTimeInterval(CLI.timeout)
         while process.isRunning && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.02)
         }
@@ -188,7 +246,6 @@ enum CLI {
             // mpirun passes SIGTERM on to its ranks; what is still alive
             // after a grace period gets SIGKILL, with the process group
             // the child was started in (Foundation starts it in its own).
-            let pid = process.processIdentifier
             kill(pid, SIGTERM)
             let grace = Date().addingTimeInterval(5)
             while process.isRunning && Date() < grace {
@@ -197,19 +254,18 @@ enum CLI {
             if process.isRunning { kill(-pid, SIGKILL) }
         }
         process.waitUntilExit()
-        let command = ([executable] + arguments).joined(separator: " ")
         let result = CLIResult(
             status: process.terminationStatus,
             signaled: process.terminationReason == .uncaughtSignal,
             timedOut: timedOut,
-            stdout: (try? String(contentsOfFile: outPath, encoding: .utf8))
-                ?? "",
-            stderr: (try? String(contentsOfFile: errPath, encoding: .utf8))
-                ?? "",
+            stdout: (try? String(
+                contentsOfFile: scratch + "/stdout", encoding: .utf8)) ?? "",
+            stderr: (try? String(
+                contentsOfFile: scratch + "/stderr", encoding: .utf8)) ?? "",
             command: command)
         if timedOut {
             XCTFail(
-                "ran past \(timeout) s:\n\(result.transcript)",
+                "ran past \(CLI.timeout) s:\n\(result.transcript)",
                 file: file, line: line)
         }
         return result

@@ -41,6 +41,10 @@ enum TrainCommand {
             help: "embedding rows between ranks: auto (rows when fewer "
                 + "than V are touched), dense or sparse (default auto)"),
         OptionSpec(
+            "timing-skip", value: "K",
+            help: "for benchmarks: after each epoch also print the wall and "
+                + "CPU time of its steps after the first K (rank 0)"),
+        OptionSpec(
             "validation-split", value: "F",
             help: "hold out the last fraction F of the rows (default 0, "
                 + "or the split of a prepared folder)"),
@@ -54,10 +58,20 @@ enum TrainCommand {
             "metrics", value: "FILE",
             help: "append one JSON object per epoch (.jsonl)"),
         OptionSpec(
-            "timing-skip", value: "K",
-            help: "for benchmarks: after each epoch also print the wall and "
-                + "CPU time of its steps after the first K (rank 0; no "
-                + "validation pass)"),
+            "checkpoint-dir", value: "DIR",
+            help: "write a checkpoint here at the end of every epoch"),
+        OptionSpec(
+            "checkpoint-every", value: "N",
+            help: "also checkpoint every N steps (counted across epochs)"),
+        OptionSpec(
+            "keep-checkpoints", value: "K",
+            help: "keep the newest K checkpoints (default 3)"),
+        OptionSpec(
+            "resume",
+            help: "go on from the newest checkpoint, up to --epochs"),
+        OptionSpec(
+            "skip-nonfinite",
+            help: "skip steps with a NaN/inf loss or gradient, not stop"),
     ] + ModelOptions.options
 
     static func run(_ arguments: [String]) throws -> Int32 {
@@ -96,6 +110,8 @@ enum TrainCommand {
             }
             settings.exchange = parsed
         }
+        let timingSkip = args.string("timing-skip") == nil
+            ? nil : try args.int("timing-skip", default: 0, in: 0...Int.max)
         settings.validationSplit = try args.double(
             "validation-split", default: 0, expected: "a fraction in [0, 1)"
         ) { $0 >= 0 && $0 < 1 }
@@ -108,10 +124,25 @@ enum TrainCommand {
                 ? (output as NSString).appendingPathComponent("metrics.jsonl")
                 : nil)
         let sizes = try ModelOptions.parse(args)
-        let timingSkip = args.string("timing-skip") == nil
-            ? nil : try args.int("timing-skip", default: 0, in: 0...Int.max)
+        settings.skipNonFinite = args.flag("skip-nonfinite")
+        let checkpointDir = args.string("checkpoint-dir")
+        let resume = args.flag("resume")
+        let every = try args.string("checkpoint-every").map { _ in
+            try args.int("checkpoint-every", default: 1, in: 1...Int.max)
+        }
+        let keep = try args.int(
+            "keep-checkpoints", default: 3, in: 1...1_000_000)
+        for (option, given) in [
+            ("--resume", resume), ("--checkpoint-every", every != nil),
+            ("--keep-checkpoints", args.string("keep-checkpoints") != nil),
+        ] where given && checkpointDir == nil {
+            throw UsageError("\(option) needs --checkpoint-dir DIR")
+        }
+        let faults = try TestFaults.fromEnvironment()
 
         let comm = try Communicator.world()
+        // From here a SIGTERM or SIGINT asks for a stop at the next step.
+        try StopSignals.install()
         guard settings.globalBatch >= comm.size else {
             throw UsageError(
                 "--batch-size \(settings.globalBatch) is smaller than the "
@@ -168,7 +199,17 @@ enum TrainCommand {
                 if let saveWeights {
                     try checkOutputPath(saveWeights, option: "--save-weights")
                 }
-                log = try metricsPath.map { try MetricsLog(path: $0) }
+                if resume, let metricsPath {
+                    // Rewritten from the checkpoint's history below.
+                    try checkOutputPath(metricsPath, option: "--metrics")
+                    log = MetricsLog(appendingTo: metricsPath)
+                } else {
+                    log = try metricsPath.map { try MetricsLog(path: $0) }
+                }
+                try checkpointDir.map {
+                    try CheckpointFolder(path: $0, keep: keep)
+                        .prepare(resuming: resume)
+                }
             }
             return (model, data, log)
         }
@@ -199,76 +240,42 @@ enum TrainCommand {
         let trainer = Trainer(
             comm: comm, model: model, settings: settings, train: train,
             validation: validation)
+        trainer.faults = faults
         if comm.rank == 0 && comm.size > 1 {
             reporter.printLine(
                 "training on \(comm.size) ranks, global batch "
                     + "\(settings.globalBatch), \(train.rows) rows"
                     + (validation.map { ", \($0.rows) for validation" } ?? ""))
         }
-        for epoch in 0..<settings.epochs {
-            reporter.epochStarted(epoch + 1, of: settings.epochs)
-            let started = Date()
-            let steps = trainer.stepsPerEpoch
-            // --timing-skip: the clock and the global row count after step
-            // K, and after the latest step.
-            var timedFrom = timingSkip == 0
-                ? (ContinuousClock.now, 0.0, processCPUSeconds()) : nil
-            var timedTo: (ContinuousClock.Instant, Double, Double, Int)?
-            let totals = try trainer.runEpoch(epoch) { step, running in
-                let n = max(running.sums.rows, 1)
-                reporter.step(
-                    step + 1, of: steps,
-                    loss: (settings.mainWeight * running.sums.mainLoss
-                        + settings.auxWeight * running.sums.auxLoss) / n)
-                if let timingSkip, step + 1 >= timingSkip {
-                    let now = (
-                        ContinuousClock.now, running.sums.rows,
-                        processCPUSeconds())
-                    if step + 1 == timingSkip { timedFrom = now }
-                    else { timedTo = (now.0, now.1, now.2, step + 1) }
-                }
-            }
-            if let timingSkip, comm.rank == 0 {
-                if reporter.interactive {
-                    // Erase the progress bar first, as the epoch line does.
-                    FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
-                }
-                if let (start, startRows, startCPU) = timedFrom,
-                    let (end, endRows, endCPU, lastStep) = timedTo
-                {
-                    let time = end - start
-                    let seconds = Double(time.components.seconds)
-                        + Double(time.components.attoseconds) * 1e-18
-                    let perStep = seconds * 1000
-                        / Double(lastStep - timingSkip)
-                    let rate = (endRows - startRows) / seconds
-                    reporter.printLine(
-                        "steady state: steps \(timingSkip + 1)-\(lastStep) "
-                            + "of \(steps) - "
-                            + String(
-                                format: "%.3fs %.2fms/step", seconds, perStep)
-                            + String(format: " - %.1f samples/s", rate)
-                            + String(format: " - cpu %.3fs", endCPU - startCPU))
-                } else {
-                    reporter.printLine(
-                        "steady state: no steps after the first \(timingSkip) "
-                            + "of \(steps)")
-                }
-            }
-            var figures = totals.figures(
-                prefix: "", mainWeight: settings.mainWeight,
-                auxWeight: settings.auxWeight)
-            if let validation {
-                figures += try trainer.evaluate(validation).figures(
-                    prefix: "val_", mainWeight: settings.mainWeight,
-                    auxWeight: settings.auxWeight)
-            }
-            reporter.epochEnded(
-                steps: steps, seconds: Date().timeIntervalSince(started),
-                figures: figures)
-            try log?.append(epoch: epoch + 1, figures: figures)
+        let folder = checkpointDir.map {
+            CheckpointFolder(path: $0, keep: keep)
         }
-        if comm.rank == 0 {
+        // What a checkpoint must share with its resumed run; rank 0 reads
+        // the data files' fingerprints.
+        let fingerprint = try comm.agreeing {
+            () throws -> CheckpointSettings? in
+            guard comm.rank == 0, folder != nil else { return nil }
+            return try CheckpointSettings(
+                settings: settings, config: model.config,
+                dataFolder: dataFolder, dataRows: data.rows,
+                trainingRows: train.rows,
+                validationRows: validation?.rows ?? 0)
+        }
+        let run = TrainingRun(
+            trainer: trainer, reporter: reporter, log: log, folder: folder,
+            every: every, settings: fingerprint,
+            timer: timingSkip.map { SteadyStateTimer(skip: $0) })
+        var start = ResumePoint()
+        if resume {
+            start = try run.resume()
+            try comm.agreeing { try log?.replace(with: run.history) }
+        }
+        if case .stopped(let signal) = try run.run(from: start) {
+            return StopSignals.exitStatus(signal)
+        }
+        // Agreed, so a failed write ends every rank at once.
+        try comm.agreeing {
+            guard comm.rank == 0 else { return }
             if let saveWeights {
                 try WeightsFile.save(model, to: saveWeights)
             } else {

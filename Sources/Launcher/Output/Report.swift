@@ -1,4 +1,5 @@
 import Foundation
+import Network
 
 /// What rank 0 prints while training: a progress bar when standard output
 /// is a terminal, and one Keras-like line per epoch either way.
@@ -37,20 +38,34 @@ struct ProgressReporter {
     }
 
     /// The closing line of an epoch: steps, time, then every figure.
+    /// `ran`: the steps this process ran, fewer than `steps` in an epoch
+    /// that a resume entered part-way (nil: all).
     func epochEnded(
-        steps: Int, seconds: Double, figures: [(String, Double)]
+        steps: Int, ran: Int? = nil, seconds: Double,
+        figures: [(String, Double)]
     ) {
         guard enabled else { return }
         if interactive {
             FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
         }
-        let perStep = steps > 0 ? seconds / Double(steps) * 1000 : 0
+        let timed = ran ?? steps
+        let perStep = timed > 0 ? seconds / Double(timed) * 1000 : 0
         var parts = [
             "\(steps)/\(steps) - \(String(format: "%.1f", seconds))s "
                 + "\(String(format: "%.0f", perStep))ms/step"
         ]
         parts += figures.map { "\($0.0): \(format($0.1))" }
         printLine(parts.joined(separator: " - "))
+    }
+
+    /// A line in the middle of an epoch: the bar, if any, is erased first
+    /// and redraws itself at the next step.
+    func notice(_ text: String) {
+        guard enabled else { return }
+        if interactive {
+            FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+        }
+        printLine(text)
     }
 
     func printLine(_ text: String) {
@@ -91,14 +106,32 @@ struct MetricsLog {
     /// Keeps an existing file, for a resumed run.
     init(appendingTo path: String) { self.path = path }
 
-    /// Writes `{"epoch": n, name: value, ...}`. Non-finite values become
-    /// null, because JSON has no NaN.
-    func append(epoch: Int, figures: [(String, Double)]) throws {
+    /// `{"epoch": n, name: value, ...}`, without the newline. Non-finite
+    /// values become null, because JSON has no NaN.
+    static func line(epoch: Int, figures: [(String, Double)]) -> String {
         var fields = ["\"epoch\": \(epoch)"]
         for (name, value) in figures {
             fields.append("\"\(name)\": " + jsonNumber(value))
         }
-        let line = "{" + fields.joined(separator: ", ") + "}\n"
+        return "{" + fields.joined(separator: ", ") + "}"
+    }
+
+    /// Appends `line(epoch:figures:)`.
+    func append(epoch: Int, figures: [(String, Double)]) throws {
+        try append(line: MetricsLog.line(epoch: epoch, figures: figures))
+    }
+
+    /// Replaces the file's contents with `lines`, atomically: a resumed
+    /// run starts from the epochs its checkpoint finished, whatever the
+    /// interrupted run had appended after it.
+    func replace(with lines: [String]) throws {
+        let text = lines.map { $0 + "\n" }.joined()
+        try writeFileAtomically(Array(text.utf8), to: path)
+    }
+
+    /// Appends one line (a newline is added).
+    func append(line text: String) throws {
+        let line = text + "\n"
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw DataError(
                 "\(path): cannot open the metrics file for writing: "

@@ -42,3 +42,29 @@ extension Communicator {
         }
     }
 }
+
+extension Communicator {
+    /// The check every rank makes before each training step, in one tiny
+    /// all-reduce: runs `body` (this rank's part: test faults, say), then
+    /// agrees on whether any rank failed and on any stop signal received.
+    ///
+    /// Returns the agreed stop signal (the largest number any rank has
+    /// received, 0 for none), so every rank stops before the same step.
+    /// Throws `AgreedFailure` on every rank when `body` threw on any.
+    func agreeingOnStep(_ body: () throws -> Void) throws -> Int32 {
+        var failure: Error?
+        do { try body() } catch { failure = error }
+        // One reduction with max: the lowest failing rank travels as
+        // minus itself (-size for none), the signal as itself.
+        var flags: [Int64] = [
+            -Int64(failure == nil ? size : rank), Int64(StopSignals.received),
+        ]
+        try allreduce(&flags, .max)
+        let failed = Int(-flags[0])
+        if failed < size {
+            throw AgreedFailure(
+                rank: failed, local: failed == rank ? failure : nil)
+        }
+        return Int32(flags[1])
+    }
+}

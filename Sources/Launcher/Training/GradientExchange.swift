@@ -120,18 +120,20 @@ struct GradientExchange {
         return sparse
     }
 
-    /// Whether every gradient of this step is finite (checked after the
-    /// exchange, so every rank reaches the same answer).
-    func gradientsAreFinite(_ model: HeadlineModel) -> Bool {
+    /// The index of a non-finite gradient of this step, or nil. Only the
+    /// dense block and the step's embedding rows can be non-zero, so only
+    /// they are scanned; checked after the exchange, so every rank reaches
+    /// the same answer.
+    func firstNonFiniteGradient(_ model: HeadlineModel) -> Int? {
         model.gradients.withUnsafeBufferPointer { g in
-            for k in denseBlock where !g[k].isFinite { return false }
+            for k in denseBlock where !g[k].isFinite { return k }
             for row in rows {
                 let start = embeddingOffset + Int(row) * width
                 for k in start..<(start + width) where !g[k].isFinite {
-                    return false
+                    return k
                 }
             }
-            return true
+            return nil
         }
     }
 }

@@ -15,6 +15,26 @@ struct TrainSettings {
     var shuffle = true
     var validationSplit = 0.0
     var exchange = GradientExchange.Mode.auto
+    /// Skip a step whose loss or gradient is not finite, instead of
+    /// stopping (`--skip-nonfinite`).
+    var skipNonFinite = false
+}
+
+/// Where an epoch starts: its first step, with the figures of the steps
+/// before it (a resumed epoch), or at the beginning.
+struct EpochProgress {
+    /// Steps of the epoch already done.
+    var step = 0
+    /// Their sums; the AUC buckets are this rank's own.
+    var totals = EpochTotals()
+}
+
+/// How `Trainer.runEpoch` ended.
+enum EpochOutcome {
+    /// Every step ran; the totals are summed over all ranks.
+    case finished(EpochTotals)
+    /// The ranks agreed to stop for `signal` before step `at.step`.
+    case stopped(signal: Int32, at: EpochProgress)
 }
 
 /// The rows of a global batch that rank `rank` of `size` computes:
@@ -52,6 +72,12 @@ final class Trainer {
     var optimizer: RMSprop
     let train: TrainingData
     let validation: TrainingData?
+    /// Faults the tests inject; none in normal use.
+    var faults = TestFaults()
+    /// Steps skipped for a non-finite loss or gradient, in all epochs.
+    var skippedSteps = 0
+    /// Why the last of them was skipped.
+    var lastSkipReason: TrainingError?
     private var batch: Batch
     private var exchange: GradientExchange
 
@@ -81,16 +107,28 @@ final class Trainer {
         (train.rows + settings.globalBatch - 1) / settings.globalBatch
     }
 
-    /// Runs epoch `epoch`; `onStep` sees the running totals after each
-    /// step (on every rank; the caller decides who prints).
+    /// Runs epoch `epoch` from `start`; `onStep` sees the running totals
+    /// after each step (on every rank; the caller decides who prints).
     func runEpoch(
-        _ epoch: Int, onStep: (Int, EpochTotals) -> Void = { _, _ in }
-    ) throws -> EpochTotals {
+        _ epoch: Int, from start: EpochProgress = EpochProgress(),
+        onStep: (Int, EpochTotals) throws -> Void = { _, _ in }
+    ) throws -> EpochOutcome {
         let order = epochOrder(
             rows: train.rows, epoch: epoch, seed: settings.seed,
             shuffle: settings.shuffle)
-        var totals = EpochTotals()
-        for step in 0..<stepsPerEpoch {
+        var totals = start.totals
+        for step in start.step..<stepsPerEpoch {
+            let globalStep = epoch * stepsPerEpoch + step + 1
+            // Before any of the step's collectives: a failure or a stop
+            // signal on one rank becomes every rank's, in one all-reduce.
+            let signal = try comm.agreeingOnStep {
+                try faults.beforeStep(globalStep, rank: comm.rank)
+            }
+            if signal != 0 {
+                return .stopped(
+                    signal: signal,
+                    at: EpochProgress(step: step, totals: totals))
+            }
             let start = step * settings.globalBatch
             let count = min(settings.globalBatch, train.rows - start)
             let mine = shardRange(count: count, rank: comm.rank, size: comm.size)
@@ -103,27 +141,26 @@ final class Trainer {
             model.backward(
                 labels: batch.labels, mainWeight: Float(settings.mainWeight),
                 auxWeight: Float(settings.auxWeight), scale: 1 / Float(count))
+            try faults.afterBackward(globalStep, rank: comm.rank, model: model)
             // Every rank reaches these collectives, with or without rows.
             var stepSums = local.sums.packed
             try comm.allreduce(&stepSums, .sum)
             let reduced = StepSums(packed: stepSums[...])
-            guard reduced.mainLoss.isFinite, reduced.auxLoss.isFinite else {
-                // Every rank sees the same reduced sums, so all stop here
-                // together; rank 0 alone says why.
-                let error = TrainingError.nonFinite(
-                    epoch: epoch + 1, step: step + 1,
-                    main: reduced.mainLoss / reduced.rows,
-                    aux: reduced.auxLoss / reduced.rows)
-                throw AgreedFailure(
-                    rank: 0, local: comm.rank == 0 ? error : nil)
-            }
             try exchange.exchange(model)
-            guard exchange.gradientsAreFinite(model) else {
-                // Checked after the exchange: every rank sees the same sums.
-                let error = TrainingError.nonFiniteGradient(
-                    epoch: epoch + 1, step: step + 1)
-                throw AgreedFailure(
-                    rank: 0, local: comm.rank == 0 ? error : nil)
+            // Judged after the reductions: every rank sees the same sums
+            // and gradients (a NaN or infinity survives any order of
+            // summation), so all take the same branch, and a bad step is
+            // never applied.
+            if let trouble = nonFinite(reduced, epoch: epoch, step: step) {
+                guard settings.skipNonFinite else {
+                    // Rank 0 alone says why.
+                    throw AgreedFailure(
+                        rank: 0, local: comm.rank == 0 ? trouble : nil)
+                }
+                skippedSteps += 1
+                lastSkipReason = trouble
+                try onStep(step, totals)
+                continue
             }
             exchange.rows.withUnsafeBufferPointer { rows in
                 optimizer.applySparse(
@@ -135,7 +172,7 @@ final class Trainer {
             totals.sums += reduced
             totals.mainAUC.buckets.addInPlace(local.mainAUC.buckets)
             totals.auxAUC.buckets.addInPlace(local.auxAUC.buckets)
-            onStep(step, totals)
+            try onStep(step, totals)
         }
         // The AUC buckets were summed locally; add the other ranks' now.
         var buckets = totals.mainAUC.buckets + totals.auxAUC.buckets
@@ -143,7 +180,26 @@ final class Trainer {
         let half = AUCAccumulator.thresholds * 2
         totals.mainAUC.buckets = Array(buckets[0..<half])
         totals.auxAUC.buckets = Array(buckets[half...])
-        return totals
+        return .finished(totals)
+    }
+
+    /// Why step `step` of epoch `epoch` (0-based) cannot be applied, or nil
+    /// when its loss and gradients are all finite.
+    private func nonFinite(_ sums: StepSums, epoch: Int, step: Int)
+        -> TrainingError?
+    {
+        guard sums.mainLoss.isFinite, sums.auxLoss.isFinite else {
+            return .nonFinite(
+                epoch: epoch + 1, step: step + 1,
+                main: sums.mainLoss / sums.rows, aux: sums.auxLoss / sums.rows)
+        }
+        guard let bad = exchange.firstNonFiniteGradient(model)
+        else { return nil }
+        let entry = model.layout.entries.first { $0.range.contains(bad) }
+        return .nonFiniteGradient(
+            epoch: epoch + 1, step: step + 1,
+            weight: entry?.name ?? "weight \(bad)",
+            value: model.gradients[bad])
     }
 
     /// Loss, accuracy and AUC of the current weights on `data`, with its
@@ -195,20 +251,24 @@ func forwardInBatches(
 /// Training that cannot go on.
 enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(epoch: Int, step: Int, main: Double, aux: Double)
-    case nonFiniteGradient(epoch: Int, step: Int)
+    case nonFiniteGradient(epoch: Int, step: Int, weight: String, value: Float)
 
-    var description: String {
+    /// What happened, without advice.
+    var fact: String {
         switch self {
         case let .nonFinite(epoch, step, main, aux):
             return "the loss became non-finite in epoch \(epoch), step "
                 + "\(step) (main_output_loss \(main), aux_output_loss "
-                + "\(aux)); stopping before the weights are updated. "
-                + "Try a smaller --learning-rate."
-        case let .nonFiniteGradient(epoch, step):
-            return "a gradient became non-finite in epoch \(epoch), step "
-                + "\(step); stopping before the weights are updated. "
-                + "Try a smaller --learning-rate."
+                + "\(aux))"
+        case let .nonFiniteGradient(epoch, step, weight, value):
+            return "the gradient of '\(weight)' became non-finite "
+                + "(\(value)) in epoch \(epoch), step \(step)"
         }
+    }
+
+    var description: String {
+        fact + "; stopping before the weights are updated. Try a smaller "
+            + "--learning-rate, or --skip-nonfinite to skip such steps."
     }
 }
 

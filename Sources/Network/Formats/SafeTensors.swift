@@ -61,6 +61,15 @@ public enum SafeTensors {
         try readHeader(from: FileSource(path: path)).metadata
     }
 
+    /// The `"__metadata__"` entry of the `.safetensors` bytes `bytes`, `[:]`
+    /// if there is none; `file` names them in errors. The whole header is
+    /// validated, as by `decode`.
+    public static func decodeMetadata(_ bytes: [UInt8], file: String) throws
+        -> [String: String]
+    {
+        try readHeader(from: MemorySource(bytes: bytes, label: file)).metadata
+    }
+
     /// One tensor's header entry, validated.
     struct Entry {
         var name: String
