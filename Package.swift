@@ -14,7 +14,10 @@ let fastMath: [SwiftSetting] = [
 let package = Package(
     name: "HeadlineTrainer",
     products: [
-        .executable(name: "headline-trainer", targets: ["Launcher"])
+        .executable(name: "headline-trainer", targets: ["Launcher"]),
+        // Times the matrix products and activations on the model's shapes;
+        // scripts/bench-kernels.sh runs it next to numpy.
+        .executable(name: "kernel-bench", targets: ["KernelBench"]),
     ],
     targets: [
         .systemLibrary(
@@ -24,6 +27,11 @@ let package = Package(
         ),
         .target(name: "Collective", dependencies: ["CMPI"]),
         .target(name: "Network", swiftSettings: fastMath),
+        .executableTarget(
+            name: "KernelBench",
+            dependencies: ["Network"],
+            swiftSettings: fastMath
+        ),
         .executableTarget(
             name: "Launcher",
             dependencies: ["Network", "Collective"],
