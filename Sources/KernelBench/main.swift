@@ -3,7 +3,11 @@
 // GFLOP/s, one line per shape. scripts/bench-kernels.sh builds it in
 // release and puts numpy's numbers next to these.
 //
-//     kernel-bench [--repeats N] [--min-ms X]
+//     kernel-bench [--repeats N] [--min-ms X] [--activation-sweep S]
+//
+// --activation-sweep S also checks the vector sigmoid and tanh against
+// Double on every S-th float bit pattern (S = 1: all 2³² of them, about
+// three minutes) and prints the largest error in ulps.
 //
 // Each shape runs `repeats` timed rounds (default 9) of as many calls as
 // fill `min-ms` milliseconds (default 20); the best round counts, since on
@@ -14,6 +18,7 @@ import Network
 struct Options {
     var repeats = 9
     var minSeconds = 0.020
+    var sweepStride = 0
 
     init(_ arguments: [String]) {
         var rest = arguments.dropFirst()
@@ -21,11 +26,14 @@ struct Options {
             guard let value = rest.popFirst(), let number = Double(value),
                 number > 0
             else {
-                fatalError("usage: kernel-bench [--repeats N] [--min-ms X]")
+                fatalError(
+                    "usage: kernel-bench [--repeats N] [--min-ms X] "
+                        + "[--activation-sweep S]")
             }
             switch flag {
             case "--repeats": repeats = Int(number)
             case "--min-ms": minSeconds = number / 1000
+            case "--activation-sweep": sweepStride = Int(number)
             default: fatalError("unknown option \(flag)")
             }
         }
@@ -88,9 +96,12 @@ func bestSeconds(_ options: Options, _ body: () -> Void) -> Double {
         for _ in 0..<calls { body() }
         let elapsed = now() - t0
         if elapsed >= options.minSeconds { break }
-        calls = elapsed <= 0
-            ? calls * 10
-            : max(calls + 1, Int(Double(calls) * options.minSeconds / elapsed * 1.1))
+        if elapsed <= 0 {
+            calls *= 10
+        } else {
+            let scaled = Double(calls) * options.minSeconds / elapsed * 1.1
+            calls = max(calls + 1, Int(scaled))
+        }
     }
     var best = Double.infinity
     for _ in 0..<options.repeats {
@@ -138,4 +149,87 @@ for shape in shapes {
     print(
         "gemm", shape.name, shape.form.rawValue, shape.m, shape.n, shape.k,
         String(format: "%.2f", seconds * 1e6), String(format: "%.1f", gflops))
+}
+
+// MARK: Activations
+
+/// Elements per second of `f` over a block of 4096 inputs in [−8, 8].
+func activationThroughput(
+    _ options: Options,
+    _ f: (VectorActivations.Vector) -> VectorActivations.Vector
+) -> Double {
+    let count = 4096
+    let input = randomBuffer(count, seed: 9)
+    let output = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    defer { input.deallocate(); output.deallocate() }
+    for i in 0..<count { input[i] *= 8 }
+    let seconds = bestSeconds(options) {
+        var i = 0
+        while i < count {
+            let x = UnsafeRawPointer(input + i).loadUnaligned(
+                as: VectorActivations.Vector.self)
+            UnsafeMutableRawPointer(output + i).storeBytes(
+                of: f(x), as: VectorActivations.Vector.self)
+            i += 16
+        }
+    }
+    return Double(count) / seconds
+}
+
+/// The error of `got` in units in the last place of the float binade that
+/// holds `exact`.
+func ulps(_ got: Float, _ exact: Double) -> Double {
+    if got.isNaN || exact.isNaN {
+        return got.isNaN == exact.isNaN ? 0 : .infinity
+    }
+    let binade = exact == 0 ? -126 : max(Int(exact.exponent), -126)
+    return abs(Double(got) - exact) / Double(sign: .plus, exponent: binade - 23,
+                                            significand: 1)
+}
+
+/// The worst error of `f` against `reference` over every `stride`-th float.
+func sweep(
+    stride: Int,
+    _ f: (VectorActivations.Vector) -> VectorActivations.Vector,
+    _ reference: (Double) -> Double
+) -> (ulps: Double, at: Float) {
+    var worst = (ulps: 0.0, at: Float(0))
+    var lanes = VectorActivations.Vector()
+    var filled = 0
+    func flush() {
+        let out = f(lanes)
+        for l in 0..<filled {
+            let e = ulps(out[l], reference(Double(lanes[l])))
+            if e > worst.ulps { worst = (e, lanes[l]) }
+        }
+        filled = 0
+    }
+    var bits: UInt64 = 0
+    while bits < 1 << 32 {
+        lanes[filled] = Float(bitPattern: UInt32(bits))
+        filled += 1
+        if filled == 16 { flush() }
+        bits += UInt64(stride)
+    }
+    if filled > 0 { flush() }
+    return worst
+}
+
+print("# activation  ns/element (inputs in [-8, 8])")
+for (name, f) in [
+    ("sigmoid", VectorActivations.sigmoid),
+    ("tanh", VectorActivations.tanh),
+] as [(String, (VectorActivations.Vector) -> VectorActivations.Vector)] {
+    let rate = activationThroughput(options, f)
+    print("activation", name, String(format: "%.3f", 1e9 / rate))
+}
+if options.sweepStride > 0 {
+    let s = sweep(stride: options.sweepStride, VectorActivations.sigmoid) {
+        1 / (1 + Foundation.exp(-$0))
+    }
+    print("sweep sigmoid max", String(format: "%.3f", s.ulps), "ulp at", s.at)
+    let t = sweep(stride: options.sweepStride, VectorActivations.tanh) {
+        Foundation.tanh($0)
+    }
+    print("sweep tanh max", String(format: "%.3f", t.ulps), "ulp at", t.at)
 }
