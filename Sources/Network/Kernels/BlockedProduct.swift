@@ -167,7 +167,9 @@ enum BlockedProduct {
                 let dst = out + p * width + r0
                 let src = b + r0 * ldb + p
                 for r in 0..<count { dst[r] = src[r * ldb] }
-                if count < 16 { (dst + count).update(repeating: 0, count: 16 - count) }
+                if count < 16 {
+                    (dst + count).update(repeating: 0, count: 16 - count)
+                }
             }
             r0 += 16
         }
