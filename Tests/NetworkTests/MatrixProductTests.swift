@@ -207,6 +207,43 @@ final class MatrixProductTests: XCTestCase {
         }
     }
 
+    /// The other tiling than the one this machine's build uses (6 × 16
+    /// panels without AVX-512, 6 × 64 with it), called directly, against
+    /// the products, which must agree to the bit: the rounding does not
+    /// depend on the tiling.
+    func testBothTilingsAgree() {
+        var g = Generator(state: 6)
+        let forms: [(Form, BlockedProduct.Form)] = [
+            (.plain, .plain), (.transposedA, .transposedA),
+            (.transposedB, .transposedB),
+        ]
+        for (m, n, k) in [(13, 130, 40), (7, 47, 300), (32, 128, 32),
+                          (6, 16, 5), (1, 113, 1)] {
+            for (form, blocked) in forms {
+                let aCount = m * k, bCount = k * n
+                let a = (0..<aCount).map { _ in g.float() }
+                let b = (0..<bCount).map { _ in g.float() }
+                let start = (0..<(m * n)).map { _ in g.float() }
+                // Leading dimensions of the stored shapes, unpadded.
+                let lda = form == .transposedA ? m : k
+                let ldb = form == .transposedB ? k : n
+                var viaProducts = start, viaOther = start
+                for accumulate in [false, true] {
+                    BlockedProduct.run(
+                        blocked, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb,
+                        &viaProducts, ldc: n, accumulate: accumulate)
+                    BlockedProduct.run(
+                        blocked, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb,
+                        &viaOther, ldc: n, accumulate: accumulate,
+                        wideTiles: !BlockedProduct.wideTiles)
+                    XCTAssertEqual(
+                        viaProducts, viaOther,
+                        "\(form) m=\(m) n=\(n) k=\(k) accumulate=\(accumulate)")
+                }
+            }
+        }
+    }
+
     /// Products on two threads at once: one of them finds the kept scratch
     /// buffer taken and must use its own.
     func testConcurrentProductsUseSeparateScratch() {

@@ -16,9 +16,9 @@ import Synchronization
 /// dimension of the weight gradients, k = n_u ≈ 2700), row tiles of
 /// `MicroKernel.rows` (an Â tile stays in L1 while it meets every column
 /// panel), and column panels of 64, then one of 48, 32 or 16 for what is
-/// left, then a last partial panel of fewer than 16 columns that is copied
-/// into scratch with zero padding (a full-width load from B there could
-/// run past the end of B).
+/// left (or panels of 16 throughout, see `wideTiles`), then a last partial
+/// panel of fewer than 16 columns that is copied into scratch with zero
+/// padding (a full-width load from B there could run past the end of B).
 enum BlockedProduct {
     /// Depth (k) per block.
     static let depthBlock = 256
@@ -35,13 +35,25 @@ enum BlockedProduct {
         case transposedB
     }
 
+    /// Whether the tiles are 6 × 64 (24 accumulators, for AVX-512's 32
+    /// vector registers) or 6 × 16 (12 accumulators, which on AVX2's 16
+    /// registers of 8 floats is 12 registers too; 6 × 64 there would spill).
+    /// Package.swift defines HEADLINE_AVX512 when the target CPU has it.
+    #if HEADLINE_AVX512
+    static let wideTiles = true
+    #else
+    static let wideTiles = false
+    #endif
+
+    /// `wideTiles` is a parameter only so that the tests can run both
+    /// tilings on any machine; the products always pass the default.
     @inline(__always)
     static func run(
         _ form: Form, m: Int, n: Int, k: Int,
         _ a: UnsafePointer<Float>, lda: Int,
         _ b: UnsafePointer<Float>, ldb: Int,
         _ c: UnsafeMutablePointer<Float>, ldc: Int,
-        accumulate: Bool
+        accumulate: Bool, wideTiles: Bool = BlockedProduct.wideTiles
     ) {
         precondition(m >= 0 && n >= 0 && k >= 0, "negative matrix size")
         if m == 0 || n == 0 { return }
@@ -106,35 +118,46 @@ enum BlockedProduct {
                     let aTile = a + i0 * rowStride + p0 * aStep
                     let cRow = c + i0 * ldc + j0
                     var j = 0
-                    while j + 64 <= vectorColumns {
-                        MicroKernel.tile(
-                            TileRow64.self, k: kb, a: aTile, offsets: offsets,
-                            aStep: aStep, b: panel + j, ldb: panelStride,
-                            c: cRow + j, ldc: ldc, rows: rows, cols: 64,
-                            load: load)
-                        j += 64
-                    }
-                    switch vectorColumns - j {
-                    case 48:
-                        MicroKernel.tile(
-                            TileRow48.self, k: kb, a: aTile, offsets: offsets,
-                            aStep: aStep, b: panel + j, ldb: panelStride,
-                            c: cRow + j, ldc: ldc, rows: rows, cols: 48,
-                            load: load)
-                    case 32:
-                        MicroKernel.tile(
-                            TileRow32.self, k: kb, a: aTile, offsets: offsets,
-                            aStep: aStep, b: panel + j, ldb: panelStride,
-                            c: cRow + j, ldc: ldc, rows: rows, cols: 32,
-                            load: load)
-                    case 16:
-                        MicroKernel.tile(
-                            TileRow16.self, k: kb, a: aTile, offsets: offsets,
-                            aStep: aStep, b: panel + j, ldb: panelStride,
-                            c: cRow + j, ldc: ldc, rows: rows, cols: 16,
-                            load: load)
-                    default:
-                        break
+                    if wideTiles {
+                        while j + 64 <= vectorColumns {
+                            MicroKernel.tile(
+                                TileRow64.self, k: kb, a: aTile,
+                                offsets: offsets, aStep: aStep, b: panel + j,
+                                ldb: panelStride, c: cRow + j, ldc: ldc,
+                                rows: rows, cols: 64, load: load)
+                            j += 64
+                        }
+                        switch vectorColumns - j {
+                        case 48:
+                            MicroKernel.tile(
+                                TileRow48.self, k: kb, a: aTile,
+                                offsets: offsets, aStep: aStep, b: panel + j,
+                                ldb: panelStride, c: cRow + j, ldc: ldc,
+                                rows: rows, cols: 48, load: load)
+                        case 32:
+                            MicroKernel.tile(
+                                TileRow32.self, k: kb, a: aTile,
+                                offsets: offsets, aStep: aStep, b: panel + j,
+                                ldb: panelStride, c: cRow + j, ldc: ldc,
+                                rows: rows, cols: 32, load: load)
+                        case 16:
+                            MicroKernel.tile(
+                                TileRow16.self, k: kb, a: aTile,
+                                offsets: offsets, aStep: aStep, b: panel + j,
+                                ldb: panelStride, c: cRow + j, ldc: ldc,
+                                rows: rows, cols: 16, load: load)
+                        default:
+                            break
+                        }
+                    } else {
+                        while j + 16 <= vectorColumns {
+                            MicroKernel.tile(
+                                TileRow16.self, k: kb, a: aTile,
+                                offsets: offsets, aStep: aStep, b: panel + j,
+                                ldb: panelStride, c: cRow + j, ldc: ldc,
+                                rows: rows, cols: 16, load: load)
+                            j += 16
+                        }
                     }
                     if edge > 0 {
                         MicroKernel.tile(
