@@ -35,10 +35,11 @@ enum BlockedProduct {
         case transposedB
     }
 
-    /// Whether the tiles are 6 × 64 (24 accumulators, for AVX-512's 32
-    /// vector registers) or 6 × 16 (12 accumulators, which on AVX2's 16
-    /// registers of 8 floats is 12 registers too; 6 × 64 there would spill).
-    /// Package.swift defines HEADLINE_AVX512 when the target CPU has it.
+    /// Whether the tiles are 6 × 64 (24 SIMD16 accumulators, in 24 of
+    /// AVX-512's 32 vector registers) or 6 × 16 (6 accumulators, which AVX2
+    /// holds in 12 of its 16 registers; 6 × 64 would need 48 there and
+    /// spill). Package.swift defines HEADLINE_AVX512 when the target CPU
+    /// has AVX-512.
     #if HEADLINE_AVX512
     static let wideTiles = true
     #else
