@@ -185,6 +185,18 @@ enum BlockedProduct {
         into out: UnsafeMutablePointer<Float>, width: Int
     ) {
         var r0 = 0
+        while r0 + 16 <= rows {
+            // A full group: 16 loads with a fixed count (unrolled) and one
+            // vector store per output row.
+            for p in 0..<depth {
+                let src = b + r0 * ldb + p
+                var v = SIMD16<Float>()
+                for r in 0..<16 { v[r] = src[r &* ldb] }
+                UnsafeMutableRawPointer(out + p * width + r0).storeBytes(
+                    of: v, as: SIMD16<Float>.self)
+            }
+            r0 += 16
+        }
         while r0 < rows {
             let count = min(16, rows - r0)
             for p in 0..<depth {
