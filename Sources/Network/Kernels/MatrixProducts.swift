@@ -5,11 +5,23 @@
 /// between two rows), so a product can read a block of a larger buffer.
 /// Shapes are written `[rows, cols]`. `accumulate` adds to `C` instead of
 /// overwriting it; the backward pass uses that to sum gradient parts.
+/// Any m, n, k ≥ 0 work; with k = 0, C becomes zero, or is left as it is
+/// when accumulating. C must not overlap A or B.
 ///
-/// Every multiply-add is a fused `addingProduct`, so debug and release
-/// builds round the same way and the compiler can use the CPU's FMA units.
+/// Every multiply-add is a fused `addingProduct`, applied for each element
+/// of C in increasing order of the shared index, so debug and release
+/// builds round the same way, and the result does not depend on the
+/// blocking. The work is done by `BlockedProduct` and `MicroKernel`:
+/// 6 × 64 tiles of C in AVX-512 registers, blocked over k.
 public enum MatrixProducts {
     /// `C[m, n] (+)= A[m, k] · B[k, n]`.
+    ///
+    /// The model's calls: the LSTM input projection
+    /// `[n_u, E] · [E, 4U]` (m = n_u ≈ 2700 distinct ids per batch,
+    /// n = 128, k = 512 at the default sizes); the recurrence
+    /// `h_{t−1}[rows, U] · R[U, 4U]` (m = 32, n = 128, k = 32) and its
+    /// gradient `dz[rows, 4U] · Rᵀ[4U, U]` (m = 32, n = 32, k = 128, with Rᵀ
+    /// transposed once per backward pass); the heads (n = 1 or H).
     public static func multiply(
         m: Int, n: Int, k: Int,
         _ a: UnsafePointer<Float>, lda: Int,
@@ -17,17 +29,18 @@ public enum MatrixProducts {
         _ c: UnsafeMutablePointer<Float>, ldc: Int,
         accumulate: Bool = false
     ) {
-        for i in 0..<m {
-            let ci = c + i * ldc
-            if !accumulate { ci.update(repeating: 0, count: n) }
-            let ai = a + i * lda
-            for p in 0..<k {
-                axpy(n, ai[p], b + p * ldb, ci)
-            }
-        }
+        BlockedProduct.run(
+            .plain, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc,
+            accumulate: accumulate)
     }
 
     /// `C[m, n] (+)= A[k, m]ᵀ · B[k, n]`: the weight gradient `Xᵀ · dY`.
+    ///
+    /// The model's calls: the LSTM kernel gradient `xuᵀ · dproj`,
+    /// `[n_u, E]ᵀ · [n_u, 4U]` (m = 512, n = 128, k = n_u ≈ 2700, the long
+    /// shared dimension the k blocking is for); the recurrent gradient
+    /// `h_{t−1}ᵀ · dz`, `[rows, U]ᵀ · [rows, 4U]` (m = 32, n = 128, k = 32);
+    /// the dense and head kernels' gradients (k = rows).
     public static func multiplyTransposedA(
         m: Int, n: Int, k: Int,
         _ a: UnsafePointer<Float>, lda: Int,
@@ -35,19 +48,20 @@ public enum MatrixProducts {
         _ c: UnsafeMutablePointer<Float>, ldc: Int,
         accumulate: Bool = false
     ) {
-        if !accumulate {
-            for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) }
-        }
-        for p in 0..<k {
-            let ap = a + p * lda
-            let bp = b + p * ldb
-            for i in 0..<m {
-                axpy(n, ap[i], bp, c + i * ldc)
-            }
-        }
+        BlockedProduct.run(
+            .transposedA, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c,
+            ldc: ldc, accumulate: accumulate)
     }
 
     /// `C[m, n] (+)= A[m, k] · B[n, k]ᵀ`: the input gradient `dY · Wᵀ`.
+    ///
+    /// The model's calls: the embedding rows' gradient `dproj · Kᵀ`,
+    /// `[n_u, 4U] · [E, 4U]ᵀ` (m = n_u ≈ 2700, n = 512, k = 128); the dense
+    /// layers' input gradients (k = H or 1). Blocks of Bᵀ are copied into a
+    /// reused scratch buffer first, `BlockedProduct.depthBlock ×
+    /// columnBlock` floats at a time; that copy costs k·n loads and
+    /// stores, so for a small product called many times with the same B
+    /// (the recurrence) transpose B once and call `multiply` instead.
     public static func multiplyTransposedB(
         m: Int, n: Int, k: Int,
         _ a: UnsafePointer<Float>, lda: Int,
@@ -55,46 +69,8 @@ public enum MatrixProducts {
         _ c: UnsafeMutablePointer<Float>, ldc: Int,
         accumulate: Bool = false
     ) {
-        for i in 0..<m {
-            let ai = a + i * lda
-            let ci = c + i * ldc
-            for j in 0..<n {
-                let d = dot(k, ai, b + j * ldb)
-                ci[j] = accumulate ? ci[j] + d : d
-            }
-        }
-    }
-
-    /// `y[0..<n] += alpha · x[0..<n]`.
-    @inline(__always)
-    static func axpy(
-        _ n: Int, _ alpha: Float, _ x: UnsafePointer<Float>,
-        _ y: UnsafeMutablePointer<Float>
-    ) {
-        for j in 0..<n { y[j] = y[j].addingProduct(alpha, x[j]) }
-    }
-
-    /// The dot product of `x[0..<n]` and `y[0..<n]`, summed in eight
-    /// interleaved lanes so the loop vectorises.
-    @inline(__always)
-    static func dot(
-        _ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>
-    ) -> Float {
-        var lanes = SIMD8<Float>()
-        var j = 0
-        while j + 8 <= n {
-            let xv = UnsafeRawPointer(x + j).loadUnaligned(
-                as: SIMD8<Float>.self)
-            let yv = UnsafeRawPointer(y + j).loadUnaligned(
-                as: SIMD8<Float>.self)
-            lanes = lanes.addingProduct(xv, yv)
-            j += 8
-        }
-        var sum = lanes.sum()
-        while j < n {
-            sum = sum.addingProduct(x[j], y[j])
-            j += 1
-        }
-        return sum
+        BlockedProduct.run(
+            .transposedB, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c,
+            ldc: ldc, accumulate: accumulate)
     }
 }

@@ -196,29 +196,35 @@ public final class HeadlineModel {
             // z[rows, 4U] = proj[slot] + bias, then += h_{t-1} · recurrent
             for b in 0..<rows {
                 let slot = Int(work.positionSlot[s * rows + b])
-                let z = gates + b * g4
-                let p = work.projection + slot * g4
-                for j in 0..<g4 { z[j] = p[j] + bias[j] }
+                Lanes.add(
+                    g4, work.projection + slot * g4, bias, into: gates + b * g4)
             }
             MatrixProducts.multiply(
                 m: rows, n: g4, k: u, hPrev, lda: u, recurrent, ldb: g4,
                 gates, ldc: g4, accumulate: true)
+            // The gates in place (i, f, o sigmoid, g tanh), then c, tanh(c)
+            // and h, 16 units at a time; row b's z is [i | f | g | o], U
+            // each, and its c and h are U wide.
             for b in 0..<rows {
                 let z = gates + b * g4
-                for j in 0..<u {
-                    let i = Activations.sigmoid(z[j])
-                    let f = Activations.sigmoid(z[u + j])
-                    let g = Activations.tanh(z[2 * u + j])
-                    let o = Activations.sigmoid(z[3 * u + j])
-                    z[j] = i
-                    z[u + j] = f
-                    z[2 * u + j] = g
-                    z[3 * u + j] = o
-                    let c = f * cPrev[b * u + j] + i * g
-                    let tc = Activations.tanh(c)
-                    cNext[b * u + j] = c
-                    tanhC[b * u + j] = tc
-                    hNext[b * u + j] = o * tc
+                let k0 = b * u
+                Lanes.forEach(u) { j, lanes in
+                    let i = VectorActivations.sigmoid(Lanes.load(z + j, lanes))
+                    let f = VectorActivations.sigmoid(
+                        Lanes.load(z + u + j, lanes))
+                    let g = VectorActivations.tanh(
+                        Lanes.load(z + 2 * u + j, lanes))
+                    let o = VectorActivations.sigmoid(
+                        Lanes.load(z + 3 * u + j, lanes))
+                    Lanes.store(i, z + j, lanes)
+                    Lanes.store(f, z + u + j, lanes)
+                    Lanes.store(g, z + 2 * u + j, lanes)
+                    Lanes.store(o, z + 3 * u + j, lanes)
+                    let c = f * Lanes.load(cPrev + k0 + j, lanes) + i * g
+                    let tc = VectorActivations.tanh(c)
+                    Lanes.store(c, cNext + k0 + j, lanes)
+                    Lanes.store(tc, tanhC + k0 + j, lanes)
+                    Lanes.store(o * tc, hNext + k0 + j, lanes)
                 }
             }
         }
@@ -386,42 +392,54 @@ public final class HeadlineModel {
         let dh = work.hiddenGrad, dc = work.cellGrad, dz = work.gateGrad
         dc.update(repeating: 0, count: hiddenStride)
         work.projectionGrad.update(repeating: 0, count: work.distinct * g4)
+        // Rᵀ [4U, U], once for all steps: dh_{t-1} = dz · Rᵀ is then a
+        // plain product with contiguous rows, which rounds the same as
+        // multiplyTransposedB but skips its copy of R at every step.
+        let recurrentT = work.recurrentTransposed
+        for r in 0..<u {
+            for j in 0..<g4 { recurrentT[j * u + r] = recurrent[r * g4 + j] }
+        }
         for s in stride(from: t - 1, through: 0, by: -1) {
             let gates = work.gates + s * rows * g4
             let cPrev = work.cell + s * hiddenStride
             let hPrev = work.hidden + s * hiddenStride
             let tanhC = work.tanhCell + s * hiddenStride
+            // The gates' gradient dz [rows, 4U] from dh and dc [rows, U],
+            // 16 units at a time; z holds the activated [i | f | g | o].
             for b in 0..<rows {
                 let z = gates + b * g4, d = dz + b * g4
-                for j in 0..<u {
-                    let k = b * u + j
-                    let i = z[j], f = z[u + j], gg = z[2 * u + j]
-                    let o = z[3 * u + j]
-                    let tc = tanhC[k]
-                    let dhk = dh[k]
-                    let dck = dc[k] + dhk * o * (1 - tc * tc)
-                    d[j] = dck * gg * i * (1 - i)
-                    d[u + j] = dck * cPrev[k] * f * (1 - f)
-                    d[2 * u + j] = dck * i * (1 - gg * gg)
-                    d[3 * u + j] = dhk * tc * o * (1 - o)
-                    dc[k] = dck * f
+                let k0 = b * u
+                Lanes.forEach(u) { j, lanes in
+                    let k = k0 + j
+                    let i = Lanes.load(z + j, lanes)
+                    let f = Lanes.load(z + u + j, lanes)
+                    let gg = Lanes.load(z + 2 * u + j, lanes)
+                    let o = Lanes.load(z + 3 * u + j, lanes)
+                    let tc = Lanes.load(tanhC + k, lanes)
+                    let dhk = Lanes.load(dh + k, lanes)
+                    let dck = Lanes.load(dc + k, lanes)
+                        + dhk * o * (1 - tc * tc)
+                    Lanes.store(dck * gg * i * (1 - i), d + j, lanes)
+                    Lanes.store(
+                        dck * Lanes.load(cPrev + k, lanes) * f * (1 - f),
+                        d + u + j, lanes)
+                    Lanes.store(dck * i * (1 - gg * gg), d + 2 * u + j, lanes)
+                    Lanes.store(dhk * tc * o * (1 - o), d + 3 * u + j, lanes)
+                    Lanes.store(dck * f, dc + k, lanes)
                 }
             }
             // recurrent: dR += h_{t-1}^T · dz; dh_{t-1} = dz · R^T
             MatrixProducts.multiplyTransposedA(
                 m: u, n: g4, k: rows, hPrev, lda: u, dz, ldb: g4, dRecurrent,
                 ldc: g4, accumulate: true)
-            MatrixProducts.multiplyTransposedB(
-                m: rows, n: u, k: g4, dz, lda: g4, recurrent, ldb: g4, dh,
+            MatrixProducts.multiply(
+                m: rows, n: u, k: g4, dz, lda: g4, recurrentT, ldb: u, dh,
                 ldc: u)
             for b in 0..<rows {
                 let d = dz + b * g4
                 let slot = Int(work.positionSlot[s * rows + b])
-                let dp = work.projectionGrad + slot * g4
-                for j in 0..<g4 {
-                    dBias[j] += d[j]
-                    dp[j] += d[j]
-                }
+                Lanes.accumulate(g4, d, into: dBias)
+                Lanes.accumulate(g4, d, into: work.projectionGrad + slot * g4)
             }
         }
         // kernel: dK[E, 4U] += xu^T · dproj; d xu [n_u, E] = dproj · K^T
@@ -434,9 +452,9 @@ public final class HeadlineModel {
             w + offsets.lstmKernel, ldb: g4, work.xuGrad, ldc: e)
         let dEmbedding = g + offsets.embedding
         for slot in 0..<n {
-            let row = dEmbedding + Int(work.distinctIds[slot]) * e
-            let src = work.xuGrad + slot * e
-            for j in 0..<e { row[j] += src[j] }
+            Lanes.accumulate(
+                e, work.xuGrad + slot * e,
+                into: dEmbedding + Int(work.distinctIds[slot]) * e)
         }
     }
 
@@ -500,6 +518,7 @@ private final class Workspace {
     let gradA, gradB: UnsafeMutablePointer<Float>  // [rows, max(U+A, H)]
     let hiddenGrad, cellGrad: UnsafeMutablePointer<Float>  // [rows, U]
     let gateGrad: UnsafeMutablePointer<Float>  // [rows, 4U]
+    let recurrentTransposed: UnsafeMutablePointer<Float>  // [4U, U]
     let projectionGrad: UnsafeMutablePointer<Float>  // [n_u, 4U]
     let xuGrad: UnsafeMutablePointer<Float>  // [n_u, E]
 
@@ -533,6 +552,7 @@ private final class Workspace {
             capacity, capacity, capacity, capacity,
             capacity * wide, capacity * wide, capacity * u, capacity * u,
             capacity * 4 * u, maxDistinct * 4 * u, maxDistinct * e,
+            4 * u * u,
         ]
         floatCount = sizes.reduce(0, +)
         floats = .allocate(capacity: max(floatCount, 1))
@@ -562,6 +582,7 @@ private final class Workspace {
         gateGrad = regions[16]
         projectionGrad = regions[17]
         xuGrad = regions[18]
+        recurrentTransposed = regions[19]
     }
 
     deinit {

@@ -1,0 +1,235 @@
+// kernel-bench: times MatrixProducts on the shapes the headline model uses
+// (default sizes: E = 512, U = 32, 4U = 128, 32 rows per rank) and prints
+// GFLOP/s, one line per shape. scripts/bench-kernels.sh builds it in
+// release and puts numpy's numbers next to these.
+//
+//     kernel-bench [--repeats N] [--min-ms X] [--activation-sweep S]
+//
+// --activation-sweep S also checks the vector sigmoid and tanh against
+// Double on every S-th float bit pattern (S = 1: all 2³² of them, about
+// three minutes) and prints the largest error in ulps.
+//
+// Each shape runs `repeats` timed rounds (default 9) of as many calls as
+// fill `min-ms` milliseconds (default 20); the best round counts, since on
+// a shared machine the noise only ever adds time.
+import Foundation
+import Network
+
+struct Options {
+    var repeats = 9
+    var minSeconds = 0.020
+    var sweepStride = 0
+
+    init(_ arguments: [String]) {
+        var rest = arguments.dropFirst()
+        while let flag = rest.popFirst() {
+            guard let value = rest.popFirst(), let number = Double(value),
+                number > 0
+            else {
+                fatalError(
+                    "usage: kernel-bench [--repeats N] [--min-ms X] "
+                        + "[--activation-sweep S]")
+            }
+            switch flag {
+            case "--repeats": repeats = Int(number)
+            case "--min-ms": minSeconds = number / 1000
+            case "--activation-sweep": sweepStride = Int(number)
+            default: fatalError("unknown option \(flag)")
+            }
+        }
+    }
+}
+
+enum Form: String {
+    case nn = "A·B", tn = "Aᵀ·B", nt = "A·Bᵀ"
+}
+
+struct Shape {
+    let name: String
+    let form: Form
+    let m, n, k: Int
+    var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+}
+
+let distinctCounts = [2700, 400]
+var shapes: [Shape] = []
+for nu in distinctCounts {
+    shapes.append(Shape(name: "proj_nu\(nu)", form: .nn, m: nu, n: 128, k: 512))
+    shapes.append(Shape(name: "dK_nu\(nu)", form: .tn, m: 512, n: 128, k: nu))
+    shapes.append(Shape(name: "dxu_nu\(nu)", form: .nt, m: nu, n: 512, k: 128))
+}
+shapes += [
+    Shape(name: "rec_h·R", form: .nn, m: 32, n: 128, k: 32),
+    Shape(name: "rec_hᵀ·dz", form: .tn, m: 32, n: 128, k: 32),
+    Shape(name: "rec_dz·Rᵀ", form: .nt, m: 32, n: 32, k: 128),
+    Shape(name: "rec_dz·Rt", form: .nn, m: 32, n: 32, k: 128),
+]
+
+let start = ContinuousClock.now
+
+/// Seconds since the start, on a monotonic clock.
+func now() -> Double {
+    let d = ContinuousClock.now - start
+    return Double(d.components.seconds)
+        + Double(d.components.attoseconds) * 1e-18
+}
+
+/// `count` floats uniform in [−1, 1) from a fixed linear congruential
+/// sequence, so runs are comparable.
+func randomBuffer(_ count: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {
+    let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+    var state = seed &* 6364136223846793005 &+ 1442695040888963407
+    for i in 0..<count {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        p[i] = Float(Int32(truncatingIfNeeded: state >> 32)) / 2_147_483_648
+    }
+    return p
+}
+
+/// The best time of one call over `options.repeats` rounds.
+func bestSeconds(_ options: Options, _ body: () -> Void) -> Double {
+    body()
+    // Calls per round: enough to fill minSeconds.
+    var calls = 1
+    while true {
+        let t0 = now()
+        for _ in 0..<calls { body() }
+        let elapsed = now() - t0
+        if elapsed >= options.minSeconds { break }
+        if elapsed <= 0 {
+            calls *= 10
+        } else {
+            let scaled = Double(calls) * options.minSeconds / elapsed * 1.1
+            calls = max(calls + 1, Int(scaled))
+        }
+    }
+    var best = Double.infinity
+    for _ in 0..<options.repeats {
+        let t0 = now()
+        for _ in 0..<calls { body() }
+        best = min(best, (now() - t0) / Double(calls))
+    }
+    return best
+}
+
+func run(_ shape: Shape, _ options: Options) -> Double {
+    let (m, n, k) = (shape.m, shape.n, shape.k)
+    let aCount = m * k, bCount = k * n
+    let a = randomBuffer(aCount, seed: 1), b = randomBuffer(bCount, seed: 2)
+    let c = randomBuffer(m * n, seed: 3)
+    defer { a.deallocate(); b.deallocate(); c.deallocate() }
+    let seconds: Double
+    switch shape.form {
+    case .nn:
+        seconds = bestSeconds(options) {
+            MatrixProducts.multiply(
+                m: m, n: n, k: k, a, lda: k, b, ldb: n, c, ldc: n)
+        }
+    case .tn:
+        seconds = bestSeconds(options) {
+            MatrixProducts.multiplyTransposedA(
+                m: m, n: n, k: k, a, lda: m, b, ldb: n, c, ldc: n)
+        }
+    case .nt:
+        seconds = bestSeconds(options) {
+            MatrixProducts.multiplyTransposedB(
+                m: m, n: n, k: k, a, lda: k, b, ldb: k, c, ldc: n)
+        }
+    }
+    return seconds
+}
+
+let options = Options(CommandLine.arguments)
+print("# kernel-bench: best of \(options.repeats) rounds, ≥ "
+    + "\(Int(options.minSeconds * 1000)) ms each")
+print("# shape form m n k microseconds GFLOP/s")
+for shape in shapes {
+    let seconds = run(shape, options)
+    let gflops = shape.flops / seconds / 1e9
+    print(
+        "gemm", shape.name, shape.form.rawValue, shape.m, shape.n, shape.k,
+        String(format: "%.2f", seconds * 1e6), String(format: "%.1f", gflops))
+}
+
+// MARK: Activations
+
+/// Elements per second of `f` over a block of 4096 inputs in [−8, 8].
+func activationThroughput(
+    _ options: Options,
+    _ f: (VectorActivations.Vector) -> VectorActivations.Vector
+) -> Double {
+    let count = 4096
+    let input = randomBuffer(count, seed: 9)
+    let output = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    defer { input.deallocate(); output.deallocate() }
+    for i in 0..<count { input[i] *= 8 }
+    let seconds = bestSeconds(options) {
+        var i = 0
+        while i < count {
+            let x = UnsafeRawPointer(input + i).loadUnaligned(
+                as: VectorActivations.Vector.self)
+            UnsafeMutableRawPointer(output + i).storeBytes(
+                of: f(x), as: VectorActivations.Vector.self)
+            i += 16
+        }
+    }
+    return Double(count) / seconds
+}
+
+/// The error of `got` in units in the last place of the float binade that
+/// holds `exact`.
+func ulps(_ got: Float, _ exact: Double) -> Double {
+    if got.isNaN || exact.isNaN {
+        return got.isNaN == exact.isNaN ? 0 : .infinity
+    }
+    let binade = exact == 0 ? -126 : max(Int(exact.exponent), -126)
+    return abs(Double(got) - exact) / Double(sign: .plus, exponent: binade - 23,
+                                            significand: 1)
+}
+
+/// The worst error of `f` against `reference` over every `stride`-th float.
+func sweep(
+    stride: Int,
+    _ f: (VectorActivations.Vector) -> VectorActivations.Vector,
+    _ reference: (Double) -> Double
+) -> (ulps: Double, at: Float) {
+    var worst = (ulps: 0.0, at: Float(0))
+    var lanes = VectorActivations.Vector()
+    var filled = 0
+    func flush() {
+        let out = f(lanes)
+        for l in 0..<filled {
+            let e = ulps(out[l], reference(Double(lanes[l])))
+            if e > worst.ulps { worst = (e, lanes[l]) }
+        }
+        filled = 0
+    }
+    var bits: UInt64 = 0
+    while bits < 1 << 32 {
+        lanes[filled] = Float(bitPattern: UInt32(bits))
+        filled += 1
+        if filled == 16 { flush() }
+        bits += UInt64(stride)
+    }
+    if filled > 0 { flush() }
+    return worst
+}
+
+print("# activation  ns/element (inputs in [-8, 8])")
+for (name, f) in [
+    ("sigmoid", VectorActivations.sigmoid),
+    ("tanh", VectorActivations.tanh),
+] as [(String, (VectorActivations.Vector) -> VectorActivations.Vector)] {
+    let rate = activationThroughput(options, f)
+    print("activation", name, String(format: "%.3f", 1e9 / rate))
+}
+if options.sweepStride > 0 {
+    let s = sweep(stride: options.sweepStride, VectorActivations.sigmoid) {
+        1 / (1 + Foundation.exp(-$0))
+    }
+    print("sweep sigmoid max", String(format: "%.3f", s.ulps), "ulp at", s.at)
+    let t = sweep(stride: options.sweepStride, VectorActivations.tanh) {
+        Foundation.tanh($0)
+    }
+    print("sweep tanh max", String(format: "%.3f", t.ulps), "ulp at", t.at)
+}

@@ -1,0 +1,252 @@
+import Synchronization
+
+/// The blocking around `MicroKernel`, shared by the three products.
+///
+/// All three are reduced to `C[m, n] (+)= Â[m, k] · B̂[k, n]` where B̂'s
+/// rows are contiguous runs of floats the kernel can load as vectors:
+///
+/// - `A · B` and `Aᵀ · B` read B̂ = B in place, row p at `b + p · ldb`;
+///   only Â's element stride differs (along a row of A, or down a column);
+/// - `A · Bᵀ` copies each block of Bᵀ into a scratch buffer first, since
+///   Bᵀ's rows are columns of B.
+///
+/// The loops, outermost first: column blocks of `columnBlock` (for the
+/// scratch copy of Bᵀ), depth blocks of `depthBlock` (so that the
+/// `depthBlock × columnBlock` part of B̂ stays in L2 for the long shared
+/// dimension of the weight gradients, k = n_u ≈ 2700), row tiles of
+/// `MicroKernel.rows` (an Â tile stays in L1 while it meets every column
+/// panel), and column panels of 64, then one of 48, 32 or 16 for what is
+/// left (or panels of 16 throughout, see `wideTiles`), then a last partial
+/// panel of fewer than 16 columns that is copied into scratch with zero
+/// padding (a full-width load from B there could run past the end of B).
+enum BlockedProduct {
+    /// Depth (k) per block.
+    static let depthBlock = 256
+    /// Columns (n) per block; a multiple of 64.
+    static let columnBlock = 512
+
+    /// Which operand is read transposed.
+    enum Form {
+        /// `A[m, k] · B[k, n]`.
+        case plain
+        /// `A[k, m]ᵀ · B[k, n]`.
+        case transposedA
+        /// `A[m, k] · B[n, k]ᵀ`.
+        case transposedB
+    }
+
+    /// Whether the tiles are 6 × 64 (24 SIMD16 accumulators, in 24 of
+    /// AVX-512's 32 vector registers) or 6 × 16 (6 accumulators, which AVX2
+    /// holds in 12 of its 16 registers; 6 × 64 would need 48 there and
+    /// spill). Package.swift defines HEADLINE_AVX512 when the target CPU
+    /// has AVX-512.
+    #if HEADLINE_AVX512
+    static let wideTiles = true
+    #else
+    static let wideTiles = false
+    #endif
+
+    /// `wideTiles` is a parameter only so that the tests can run both
+    /// tilings on any machine; the products always pass the default.
+    @inline(__always)
+    static func run(
+        _ form: Form, m: Int, n: Int, k: Int,
+        _ a: UnsafePointer<Float>, lda: Int,
+        _ b: UnsafePointer<Float>, ldb: Int,
+        _ c: UnsafeMutablePointer<Float>, ldc: Int,
+        accumulate: Bool, wideTiles: Bool = BlockedProduct.wideTiles
+    ) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "negative matrix size")
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            if !accumulate {
+                for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) }
+            }
+            return
+        }
+        // The Bᵀ copies and the zero-padded right edge need scratch; a
+        // product that needs neither never touches it.
+        let needsScratch = form == .transposedB || n % 16 != 0
+        let scratch = needsScratch ? Scratch.take() : nil
+        defer { if let scratch { Scratch.give(back: scratch) } }
+
+        let aTransposed = form == .transposedA
+        // Â element (i, p) is at a + i · rowStride + p · aStep.
+        let rowStride = aTransposed ? 1 : lda
+        let aStep = aTransposed ? lda : 1
+
+        var j0 = 0
+        while j0 < n {
+            let nb = min(columnBlock, n - j0)
+            let vectorColumns = nb & ~15
+            let edge = nb - vectorColumns
+            var p0 = 0
+            while p0 < k {
+                let kb = min(depthBlock, k - p0)
+                let load = accumulate || p0 > 0
+                // Where B̂'s rows for this block are: the vector columns,
+                // and the zero-padded 16-wide edge panel.
+                let panel: UnsafePointer<Float>, panelStride: Int
+                let edgePanel: UnsafePointer<Float>, edgeStride: Int
+                if form == .transposedB {
+                    let width = (nb + 15) & ~15
+                    packTransposed(
+                        b + j0 * ldb + p0, ldb: ldb, rows: nb, depth: kb,
+                        into: scratch!, width: width)
+                    panel = UnsafePointer(scratch!)
+                    panelStride = width
+                    edgePanel = panel + vectorColumns
+                    edgeStride = width
+                } else {
+                    panel = b + p0 * ldb + j0
+                    panelStride = ldb
+                    if edge > 0 {
+                        packEdge(
+                            panel + vectorColumns, ldb: ldb, columns: edge,
+                            depth: kb, into: scratch!)
+                    }
+                    // (Unused when there is no edge, and then there may be
+                    // no scratch.)
+                    edgePanel = edge > 0 ? UnsafePointer(scratch!) : b
+                    edgeStride = 16
+                }
+
+                var i0 = 0
+                while i0 < m {
+                    let rows = min(MicroKernel.rows, m - i0)
+                    let offsets = MicroKernel.RowOffsets(
+                        rowStride: rowStride, valid: rows)
+                    let aTile = a + i0 * rowStride + p0 * aStep
+                    let cRow = c + i0 * ldc + j0
+                    var j = 0
+                    if wideTiles {
+                        while j + 64 <= vectorColumns {
+                            MicroKernel.tile(
+                                TileRow64.self, k: kb, a: aTile,
+                                offsets: offsets, aStep: aStep, b: panel + j,
+                                ldb: panelStride, c: cRow + j, ldc: ldc,
+                                rows: rows, cols: 64, load: load)
+                            j += 64
+                        }
+                        switch vectorColumns - j {
+                        case 48:
+                            MicroKernel.tile(
+                                TileRow48.self, k: kb, a: aTile,
+                                offsets: offsets, aStep: aStep, b: panel + j,
+                                ldb: panelStride, c: cRow + j, ldc: ldc,
+                                rows: rows, cols: 48, load: load)
+                        case 32:
+                            MicroKernel.tile(
+                                TileRow32.self, k: kb, a: aTile,
+                                offsets: offsets, aStep: aStep, b: panel + j,
+                                ldb: panelStride, c: cRow + j, ldc: ldc,
+                                rows: rows, cols: 32, load: load)
+                        case 16:
+                            MicroKernel.tile(
+                                TileRow16.self, k: kb, a: aTile,
+                                offsets: offsets, aStep: aStep, b: panel + j,
+                                ldb: panelStride, c: cRow + j, ldc: ldc,
+                                rows: rows, cols: 16, load: load)
+                        default:
+                            break
+                        }
+                    } else {
+                        while j + 16 <= vectorColumns {
+                            MicroKernel.tile(
+                                TileRow16.self, k: kb, a: aTile,
+                                offsets: offsets, aStep: aStep, b: panel + j,
+                                ldb: panelStride, c: cRow + j, ldc: ldc,
+                                rows: rows, cols: 16, load: load)
+                            j += 16
+                        }
+                    }
+                    if edge > 0 {
+                        MicroKernel.tile(
+                            TileRow16.self, k: kb, a: aTile, offsets: offsets,
+                            aStep: aStep, b: edgePanel, ldb: edgeStride,
+                            c: cRow + vectorColumns, ldc: ldc, rows: rows,
+                            cols: edge, load: load)
+                    }
+                    i0 += MicroKernel.rows
+                }
+                p0 += kb
+            }
+            j0 += nb
+        }
+    }
+
+    /// Copies `B[rows, depth]` (row stride `ldb`) transposed into
+    /// `out[depth, width]`, zero in columns rows..<width.
+    ///
+    /// Sixteen rows of B at a time, so that the 16 source lines stay in L1
+    /// while each output row gets 16 contiguous floats.
+    private static func packTransposed(
+        _ b: UnsafePointer<Float>, ldb: Int, rows: Int, depth: Int,
+        into out: UnsafeMutablePointer<Float>, width: Int
+    ) {
+        var r0 = 0
+        while r0 + 16 <= rows {
+            // A full group: 16 loads with a fixed count (unrolled) and one
+            // vector store per output row.
+            for p in 0..<depth {
+                let src = b + r0 * ldb + p
+                var v = SIMD16<Float>()
+                for r in 0..<16 { v[r] = src[r &* ldb] }
+                UnsafeMutableRawPointer(out + p * width + r0).storeBytes(
+                    of: v, as: SIMD16<Float>.self)
+            }
+            r0 += 16
+        }
+        while r0 < rows {
+            let count = min(16, rows - r0)
+            for p in 0..<depth {
+                let dst = out + p * width + r0
+                let src = b + r0 * ldb + p
+                for r in 0..<count { dst[r] = src[r * ldb] }
+                if count < 16 {
+                    (dst + count).update(repeating: 0, count: 16 - count)
+                }
+            }
+            r0 += 16
+        }
+    }
+
+    /// Copies the last `columns` (< 16) columns of `depth` rows of B into
+    /// `out[depth, 16]`, zero-padded.
+    private static func packEdge(
+        _ b: UnsafePointer<Float>, ldb: Int, columns: Int, depth: Int,
+        into out: UnsafeMutablePointer<Float>
+    ) {
+        for p in 0..<depth {
+            let dst = out + p * 16
+            dst.update(from: b + p * ldb, count: columns)
+            (dst + columns).update(repeating: 0, count: 16 - columns)
+        }
+    }
+}
+
+/// The products' scratch buffer: `depthBlock × columnBlock` floats, big
+/// enough for one packed block.
+///
+/// One buffer is kept for reuse, so steady-state products allocate
+/// nothing. It is handed out by an atomic exchange: a caller that finds
+/// it taken (another thread is inside a product) allocates its own and
+/// frees it afterwards, so the products are thread-safe either way.
+enum Scratch {
+    static let count = BlockedProduct.depthBlock * BlockedProduct.columnBlock
+
+    private static let kept = Atomic<UnsafeMutablePointer<Float>?>(nil)
+
+    static func take() -> UnsafeMutablePointer<Float> {
+        if let buffer = kept.exchange(nil, ordering: .acquiring) {
+            return buffer
+        }
+        return .allocate(capacity: count)
+    }
+
+    static func give(back buffer: UnsafeMutablePointer<Float>) {
+        let (stored, _) = kept.compareExchange(
+            expected: nil, desired: buffer, ordering: .releasing)
+        if !stored { buffer.deallocate() }
+    }
+}
