@@ -126,14 +126,41 @@ struct GradientExchange {
     /// the same answer.
     func firstNonFiniteGradient(_ model: HeadlineModel) -> Int? {
         model.gradients.withUnsafeBufferPointer { g in
-            for k in denseBlock where !g[k].isFinite { return k }
+            let base = g.baseAddress!
+            if let k = firstNonFinite(
+                base + denseBlock.lowerBound, denseBlock.count)
+            {
+                return denseBlock.lowerBound + k
+            }
             for row in rows {
                 let start = embeddingOffset + Int(row) * width
-                for k in start..<(start + width) where !g[k].isFinite {
-                    return k
+                if let k = firstNonFinite(base + start, width) {
+                    return start + k
                 }
             }
             return nil
         }
     }
+}
+
+/// The index of the first NaN or infinity among `n` floats, or nil.
+///
+/// x · 0 is 0 for every finite x and NaN otherwise, and a NaN survives any
+/// sum, so a vector sum of x · 0 tells whether to look closer; the scalar
+/// search runs only when it says so.
+func firstNonFinite(_ x: UnsafePointer<Float>, _ n: Int) -> Int? {
+    var lanes = SIMD16<Float>()
+    var k = 0
+    while k + 16 <= n {
+        lanes += UnsafeRawPointer(x + k).loadUnaligned(as: SIMD16<Float>.self)
+            * 0
+        k += 16
+    }
+    var tail: Float = 0
+    while k < n {
+        tail += x[k] * 0
+        k += 1
+    }
+    guard lanes.sum().isNaN || tail.isNaN else { return nil }
+    return (0..<n).first { !x[$0].isFinite }
 }

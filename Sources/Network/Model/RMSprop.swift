@@ -87,13 +87,28 @@ public struct RMSprop: Sendable {
         update(&parameters, gradients, range: 0..<offset)
         update(&parameters, gradients, range: end..<velocity.count)
         let step = iterations
-        for row in rows {
-            let r = Int(row)
-            let start = offset + r * width
-            decay(start..<(start + width), times: step - block!.current[r])
-            update(&parameters, gradients, range: start..<(start + width))
-            block!.current[r] = step + 1
+        let rho = Float(self.rho), decay = Float(1 - self.rho)
+        let lr = Float(learningRate), eps = Float(epsilon)
+        var current = block!.current
+        block = nil  // Holds no second reference to `current` meanwhile.
+        velocity.withUnsafeMutableBufferPointer { vBuffer in
+            parameters.withUnsafeMutableBufferPointer { wBuffer in
+                gradients.withUnsafeBufferPointer { gBuffer in
+                    for row in rows {
+                        let r = Int(row)
+                        let start = offset + r * width
+                        let v = vBuffer.baseAddress! + start
+                        RMSprop.decay(v, width, rho: rho, times: step - current[r])
+                        RMSprop.update(
+                            v, wBuffer.baseAddress! + start,
+                            gBuffer.baseAddress! + start, width, rho: rho,
+                            decay: decay, lr: lr, eps: eps)
+                        current[r] = step + 1
+                    }
+                }
+            }
         }
+        block = SparseBlock(offset: offset, width: width, current: current)
         iterations += 1
     }
 
@@ -130,47 +145,67 @@ public struct RMSprop: Sendable {
     /// checks whether the row has decayed to all zeros, which it then
     /// stays, and stops there.
     private mutating func decay(_ range: Range<Int>, times: Int) {
-        guard times > 0 else { return }
         let rho = Float(self.rho)
         velocity.withUnsafeMutableBufferPointer { buffer in
-            let v = buffer.baseAddress! + range.lowerBound
-            let n = range.count
-            var done = 0
-            while done < times {
-                let rounds = min(16, times - done)
-                for _ in 0..<rounds {
-                    // A plain loop over the row: it vectorises.
-                    for k in 0..<n { v[k] = rho * v[k] }
-                }
-                done += rounds
-                var any = false
-                for k in 0..<n where v[k] != 0 {
-                    any = true
-                    break
-                }
-                if !any { break }
+            RMSprop.decay(
+                buffer.baseAddress! + range.lowerBound, range.count, rho: rho,
+                times: times)
+        }
+    }
+
+    private static func decay(
+        _ v: UnsafeMutablePointer<Float>, _ n: Int, rho: Float, times: Int
+    ) {
+        var done = 0
+        while done < times {
+            let rounds = min(16, times - done)
+            for _ in 0..<rounds {
+                // A plain loop over the row: it vectorises.
+                for k in 0..<n { v[k] = rho * v[k] }
             }
+            done += rounds
+            var any = false
+            for k in 0..<n where v[k] != 0 {
+                any = true
+                break
+            }
+            if !any { break }
         }
     }
 
     private mutating func update(
         _ parameters: inout [Float], _ gradients: [Float], range: Range<Int>
     ) {
-        // The operations and their order mirror Keras' update step in
-        // float32, without fused multiply-adds, so each rounding matches.
         let rho = Float(self.rho), decay = Float(1 - self.rho)
         let lr = Float(learningRate), eps = Float(epsilon)
         velocity.withUnsafeMutableBufferPointer { v in
             parameters.withUnsafeMutableBufferPointer { w in
                 gradients.withUnsafeBufferPointer { g in
-                    for k in range {
-                        let gk = g[k]
-                        let vk = rho * v[k] + decay * (gk * gk)
-                        v[k] = vk
-                        w[k] = w[k] - (lr * gk) / (vk + eps).squareRoot()
-                    }
+                    RMSprop.update(
+                        v.baseAddress! + range.lowerBound,
+                        w.baseAddress! + range.lowerBound,
+                        g.baseAddress! + range.lowerBound, range.count,
+                        rho: rho, decay: decay, lr: lr, eps: eps)
                 }
             }
+        }
+    }
+
+    /// The update of `n` consecutive parameters. The operations and their
+    /// order mirror Keras' update step in float32, without fused
+    /// multiply-adds, so each rounding matches. (It runs at memory speed:
+    /// three loads and two stores per parameter.)
+    @inline(__always)
+    private static func update(
+        _ v: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+        _ g: UnsafePointer<Float>, _ n: Int, rho: Float, decay: Float,
+        lr: Float, eps: Float
+    ) {
+        for k in 0..<n {
+            let gk = g[k]
+            let vk = rho * v[k] + decay * (gk * gk)
+            v[k] = vk
+            w[k] = w[k] - (lr * gk) / (vk + eps).squareRoot()
         }
     }
 }
