@@ -174,3 +174,41 @@ final class SparseRMSpropTests: XCTestCase {
         XCTAssertEqual(wDense.map(\.bitPattern), wSparse.map(\.bitPattern))
     }
 }
+
+/// Inference with the embedding folded into the input projection gives
+/// the same bits as the plain forward pass.
+final class FrozenProjectionTests: XCTestCase {
+    func testFrozenForwardIsBitIdentical() {
+        var rng = SeededGenerator(seed: 77)
+        for (units, width) in [(4, 8), (17, 33), (32, 64)] {
+            let config = ModelConfig(
+                vocabularySize: 97, embeddingWidth: width, sequenceLength: 6,
+                lstmUnits: units, auxFeatures: 3, denseUnits: 5)
+            let model = HeadlineModel(config: config)
+            Initializers.kerasDefaults(
+                &model.parameters, layout: model.layout, seed: 3)
+            var batch = Batch(capacity: 9, sequenceLength: 6, auxFeatures: 3)
+            for _ in 0..<9 {
+                let ids = (0..<6).map { _ in Int32(rng.next() % 97) }
+                let aux = (0..<3).map { _ in Float(rng.nextUnit()) }
+                ids.withUnsafeBufferPointer { i in
+                    aux.withUnsafeBufferPointer { x in
+                        batch.append(ids: i, aux: x, label: 1)
+                    }
+                }
+            }
+            model.forward(batch)
+            let plain = (0..<9).map { model.logits($0) }
+            model.freezeInputProjection()
+            XCTAssertTrue(model.isFrozen)
+            model.forward(batch)
+            let frozen = (0..<9).map { model.logits($0) }
+            XCTAssertEqual(
+                plain.map { [$0.main.bitPattern, $0.aux.bitPattern] },
+                frozen.map { [$0.main.bitPattern, $0.aux.bitPattern] },
+                "U=\(units) E=\(width)")
+            model.thaw()
+            XCTAssertFalse(model.isFrozen)
+        }
+    }
+}

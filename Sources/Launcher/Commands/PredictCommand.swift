@@ -24,6 +24,7 @@ func loadFrozenModel(
         config.sequenceLength = data.sequenceLength
         let model = HeadlineModel(config: config)
         try WeightsFile.load(tensors, path: weights, into: model)
+        model.freezeInputProjection()
         return (model, data)
     }
 }
@@ -122,6 +123,7 @@ enum PredictCommand {
             config.sequenceLength = choices.sequenceLength
             let model = HeadlineModel(config: config)
             try WeightsFile.load(tensors, path: weights, into: model)
+            model.freezeInputProjection()
             let data = TrainingData(
                 rows: rows.rows, sequenceLength: choices.sequenceLength,
                 auxFeatures: choices.featureCount, ids: rows.ids,

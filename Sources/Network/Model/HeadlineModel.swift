@@ -62,6 +62,8 @@ public final class HeadlineModel {
 
     private var work: Workspace
     private let offsets: Offsets
+    /// Embedding · LSTM kernel, [V, 4U], while the weights are frozen.
+    private var frozenProjection: [Float]?
 
     /// A model with sizes `config` and all weights zero.
     public init(config: ModelConfig) {
@@ -73,6 +75,35 @@ public final class HeadlineModel {
         offsets = Offsets(layout, config)
         work = Workspace(config: config, capacity: 0)
     }
+
+    /// Folds the embedding and the LSTM's input projection into one
+    /// [V, 4U] table, for inference with weights that no longer change:
+    /// `forward` then looks up each id's projected row instead of
+    /// multiplying its embedding row by the kernel. The products are the
+    /// same (every element is one fused chain in the same order), so the
+    /// outputs are bit-identical; only the cost moves to this one call.
+    /// Changing `parameters` afterwards, or calling `backward`, requires
+    /// `thaw()` first.
+    public func freezeInputProjection() {
+        let v = config.vocabularySize, e = config.embeddingWidth
+        let g4 = 4 * config.lstmUnits
+        var table = [Float](repeating: 0, count: v * g4)
+        parameters.withUnsafeBufferPointer { w in
+            table.withUnsafeMutableBufferPointer { out in
+                MatrixProducts.multiply(
+                    m: v, n: g4, k: e, w.baseAddress! + offsets.embedding,
+                    lda: e, w.baseAddress! + offsets.lstmKernel, ldb: g4,
+                    out.baseAddress!, ldc: g4)
+            }
+        }
+        frozenProjection = table
+    }
+
+    /// Drops the table that `freezeInputProjection()` made.
+    public func thaw() { frozenProjection = nil }
+
+    /// Whether `freezeInputProjection()` is in effect.
+    public var isFrozen: Bool { frozenProjection != nil }
 
     /// Sets every gradient to zero before a step accumulates into them.
     public func zeroGradients() {
@@ -126,7 +157,18 @@ public final class HeadlineModel {
         parameters.withUnsafeBufferPointer { wBuffer in
             let w = wBuffer.baseAddress!
             batch.ids.withUnsafeBufferPointer { ids in
-                gatherDistinctRows(ids: ids, rows: rows, w: w)
+                if let table = frozenProjection {
+                    table.withUnsafeBufferPointer { p in
+                        gatherDistinctRows(
+                            ids: ids, rows: rows, source: p.baseAddress!,
+                            width: 4 * config.lstmUnits,
+                            into: work.projection)
+                    }
+                } else {
+                    gatherDistinctRows(
+                        ids: ids, rows: rows, source: w + offsets.embedding,
+                        width: config.embeddingWidth, into: work.xu)
+                }
             }
             lstmForward(rows: rows, w: w)
             batch.aux.withUnsafeBufferPointer { aux in
@@ -135,18 +177,20 @@ public final class HeadlineModel {
         }
     }
 
-    /// Finds the distinct ids of the batch, copies their embedding rows to
-    /// `xu` [n_u, E] and records each position's slot.
+    /// Finds the distinct ids of the batch, copies their rows of `source`
+    /// ([V, width]: the embedding, or the frozen projection table) to
+    /// `into` [n_u, width] and records each position's slot.
     ///
     /// The LSTM input projection is then computed once per distinct id
     /// rather than once per position: padded, short headlines repeat ids a
     /// lot, and the result is the same.
     private func gatherDistinctRows(
-        ids: UnsafeBufferPointer<Int32>, rows: Int, w: UnsafePointer<Float>
+        ids: UnsafeBufferPointer<Int32>, rows: Int,
+        source: UnsafePointer<Float>, width: Int,
+        into target: UnsafeMutablePointer<Float>
     ) {
-        let t = config.sequenceLength, e = config.embeddingWidth
+        let t = config.sequenceLength
         let v = config.vocabularySize
-        let embedding = w + offsets.embedding
         var distinct = 0
         for b in 0..<rows {
             for s in 0..<t {
@@ -157,8 +201,8 @@ public final class HeadlineModel {
                     slot = distinct
                     work.slotOfId[id] = Int32(slot)
                     work.distinctIds[slot] = Int32(id)
-                    (work.xu + slot * e).update(
-                        from: embedding + id * e, count: e)
+                    (target + slot * width).update(
+                        from: source + id * width, count: width)
                     distinct += 1
                 }
                 // Time-major, as the recurrence walks it: [T, rows].
@@ -179,10 +223,13 @@ public final class HeadlineModel {
         let kernel = w + offsets.lstmKernel
         let recurrent = w + offsets.lstmRecurrent
         let bias = w + offsets.lstmBias
-        // proj[n_u, 4U] = xu[n_u, E] · kernel[E, 4U]
-        MatrixProducts.multiply(
-            m: work.distinct, n: g4, k: e, work.xu, lda: e, kernel, ldb: g4,
-            work.projection, ldc: g4)
+        // proj[n_u, 4U] = xu[n_u, E] · kernel[E, 4U], unless the frozen
+        // table's rows were gathered into it already.
+        if frozenProjection == nil {
+            MatrixProducts.multiply(
+                m: work.distinct, n: g4, k: e, work.xu, lda: e, kernel,
+                ldb: g4, work.projection, ldc: g4)
+        }
         let hiddenStride = rows * u
         (work.hidden).update(repeating: 0, count: hiddenStride)
         (work.cell).update(repeating: 0, count: hiddenStride)
@@ -306,6 +353,7 @@ public final class HeadlineModel {
         let rows = work.rows
         if rows == 0 { return }
         precondition(labels.count >= rows)
+        precondition(frozenProjection == nil, "backward on frozen weights")
         for b in 0..<rows {
             let y = labels[b]
             // dL/dz = (σ(z) − y) · weight · scale
