@@ -188,8 +188,13 @@ final class FrozenProjectionTests: XCTestCase {
             Initializers.kerasDefaults(
                 &model.parameters, layout: model.layout, seed: 3)
             var batch = Batch(capacity: 9, sequenceLength: 6, auxFeatures: 3)
-            for _ in 0..<9 {
-                let ids = (0..<6).map { _ in Int32(rng.next() % 97) }
+            for r in 0..<9 {
+                // Front padding of every length 0...6 (6: all padding),
+                // and 0 ids inside the text too.
+                let lead = r < 7 ? r : Int(rng.next() % 7)
+                let ids = (0..<6).map { s in
+                    s < lead ? 0 : Int32(rng.next() % 97)
+                }
                 let aux = (0..<3).map { _ in Float(rng.nextUnit()) }
                 ids.withUnsafeBufferPointer { i in
                     aux.withUnsafeBufferPointer { x in
@@ -199,10 +204,14 @@ final class FrozenProjectionTests: XCTestCase {
             }
             model.forward(batch)
             let plain = (0..<9).map { model.logits($0) }
+            let plainState = model.lstmOutput()
             model.freezeInputProjection()
             XCTAssertTrue(model.isFrozen)
             model.forward(batch)
             let frozen = (0..<9).map { model.logits($0) }
+            XCTAssertEqual(
+                plainState.map(\.bitPattern),
+                model.lstmOutput().map(\.bitPattern))
             XCTAssertEqual(
                 plain.map { [$0.main.bitPattern, $0.aux.bitPattern] },
                 frozen.map { [$0.main.bitPattern, $0.aux.bitPattern] },

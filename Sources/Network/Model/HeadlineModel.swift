@@ -164,6 +164,7 @@ public final class HeadlineModel {
                             width: 4 * config.lstmUnits,
                             into: work.projection)
                     }
+                    sortRowsByLeadingZeros(ids: ids, rows: rows)
                 } else {
                     gatherDistinctRows(
                         ids: ids, rows: rows, source: w + offsets.embedding,
@@ -217,6 +218,36 @@ public final class HeadlineModel {
         work.distinct = distinct
     }
 
+    /// For inference: orders the rows by their count of leading 0 ids
+    /// (front padding), fewest first, so that at step s the rows still in
+    /// their padding are the last ones of the order. Their states are all
+    /// equal (the same inputs from the same zero state), so the recurrence
+    /// computes one of them and copies it to the rest: with short,
+    /// front-padded headlines most of the T steps of most rows are skipped,
+    /// and every value is the one the full computation gives.
+    /// Leaves the order in `work.rowOrder` and `work.active[s]`, the rows
+    /// out of their padding at step s; `positionSlot` is permuted to match.
+    private func sortRowsByLeadingZeros(
+        ids: UnsafeBufferPointer<Int32>, rows: Int
+    ) {
+        let t = config.sequenceLength
+        var lead = [Int](repeating: t, count: rows)
+        for b in 0..<rows {
+            if let first = (0..<t).first(where: { ids[b * t + $0] != 0 }) {
+                lead[b] = first
+            }
+        }
+        let order = (0..<rows).sorted { (lead[$0], $0) < (lead[$1], $1) }
+        work.rowOrder = order
+        work.active = (0..<t).map { s in lead.filter { $0 <= s }.count }
+        let slots = work.positionSlot
+        for s in 0..<t {
+            let row = slots + s * rows
+            let original = Array(UnsafeBufferPointer(start: row, count: rows))
+            for (b, from) in order.enumerated() { row[b] = original[from] }
+        }
+    }
+
     private func lstmForward(rows: Int, w: UnsafePointer<Float>) {
         let t = config.sequenceLength, e = config.embeddingWidth
         let u = config.lstmUnits, g4 = 4 * u
@@ -233,6 +264,7 @@ public final class HeadlineModel {
         let hiddenStride = rows * u
         (work.hidden).update(repeating: 0, count: hiddenStride)
         (work.cell).update(repeating: 0, count: hiddenStride)
+        let frozen = frozenProjection != nil
         for s in 0..<t {
             let gates = work.gates + s * rows * g4
             let hPrev = work.hidden + s * hiddenStride
@@ -240,19 +272,22 @@ public final class HeadlineModel {
             let hNext = hPrev + hiddenStride
             let cNext = cPrev + hiddenStride
             let tanhC = work.tanhCell + s * hiddenStride
+            // Frozen: the rows out of their padding, and one still in it
+            // (see sortRowsByLeadingZeros); otherwise all rows.
+            let computed = frozen ? min(rows, work.active[s] + 1) : rows
             // z[rows, 4U] = proj[slot] + bias, then += h_{t-1} · recurrent
-            for b in 0..<rows {
+            for b in 0..<computed {
                 let slot = Int(work.positionSlot[s * rows + b])
                 Lanes.add(
                     g4, work.projection + slot * g4, bias, into: gates + b * g4)
             }
             MatrixProducts.multiply(
-                m: rows, n: g4, k: u, hPrev, lda: u, recurrent, ldb: g4,
+                m: computed, n: g4, k: u, hPrev, lda: u, recurrent, ldb: g4,
                 gates, ldc: g4, accumulate: true)
             // The gates in place (i, f, o sigmoid, g tanh), then c, tanh(c)
             // and h, 16 units at a time; row b's z is [i | f | g | o], U
             // each, and its c and h are U wide.
-            for b in 0..<rows {
+            for b in 0..<computed {
                 let z = gates + b * g4
                 let k0 = b * u
                 Lanes.forEach(u) { j, lanes in
@@ -273,6 +308,21 @@ public final class HeadlineModel {
                     Lanes.store(tc, tanhC + k0 + j, lanes)
                     Lanes.store(o * tc, hNext + k0 + j, lanes)
                 }
+            }
+            // The rows still in their padding share the computed one's
+            // state.
+            for b in computed..<rows {
+                (hNext + b * u).update(from: hNext + (computed - 1) * u, count: u)
+                (cNext + b * u).update(from: cNext + (computed - 1) * u, count: u)
+            }
+        }
+        if frozen {
+            // Back to the batch's row order for the heads.
+            let last = work.hidden + t * hiddenStride
+            let sorted = work.gradA
+            sorted.update(from: last, count: hiddenStride)
+            for (b, original) in work.rowOrder.enumerated() {
+                (last + original * u).update(from: sorted + b * u, count: u)
             }
         }
     }
@@ -544,6 +594,10 @@ private final class Workspace {
     let capacity: Int
     var rows = 0
     var distinct = 0
+    /// Inference only: the row order of the recurrence and, per step, the
+    /// rows out of their front padding (see sortRowsByLeadingZeros).
+    var rowOrder: [Int] = []
+    var active: [Int] = []
     private let floats: UnsafeMutablePointer<Float>
     private let ints: UnsafeMutablePointer<Int32>
     private let floatCount: Int
