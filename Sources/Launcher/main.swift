@@ -56,7 +56,10 @@ func runCommand(_ arguments: [String]) -> Int32 {
     } catch let error as UsageError {
         // Every rank parses the same command line, so only one speaks.
         if printingRank() == 0 {
-            printError("\(error)\nRun 'headline-trainer \(command) --help'.")
+            let known = ["train", "predict", "evaluate", "prepare"]
+            let help = known.contains(command)
+                ? "headline-trainer \(command) --help" : "headline-trainer --help"
+            printError("\(error)\nRun '\(help)'.")
         }
         return 2
     } catch let error as AgreedFailure {

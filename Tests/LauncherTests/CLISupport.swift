@@ -203,9 +203,10 @@ final class RunningCLI {
         process.arguments = arguments
         process.environment = CLI.childEnvironment().merging(
             environment, uniquingKeysWith: { _, new in new })
-        if let directory {
-            process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        }
+        // Without a folder of its own the child runs in the scratch folder,
+        // so a default output (headline-model/) never lands in the
+        // checkout, where it would replace a user's trained model.
+        process.currentDirectoryURL = URL(fileURLWithPath: directory ?? scratch)
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = out
         process.standardError = err

@@ -56,7 +56,7 @@ enum TrainCommand {
             help: "write the trained weights (.safetensors, Keras names)"),
         OptionSpec(
             "metrics", value: "FILE",
-            help: "append one JSON object per epoch (.jsonl)"),
+            help: "write one JSON object per epoch (.jsonl; replaced)"),
         OptionSpec(
             "checkpoint-dir", value: "DIR",
             help: "write a checkpoint here at the end of every epoch"),
