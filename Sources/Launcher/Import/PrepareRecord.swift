@@ -196,9 +196,17 @@ struct PrepareRecord: Codable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ImportError(file: path, "cannot read the prepare.json file")
         }
+        return try decode(bytes: [UInt8](data), file: path)
+    }
+
+    /// Parses the bytes of a prepare.json as `read(path:)` does; `file` is
+    /// only used in messages. The fuzz harness drives this directly.
+    static func decode(bytes: [UInt8], file path: String) throws
+        -> PrepareRecord
+    {
         let record: PrepareRecord
         do {
-            record = try JSONDecoder().decode(PrepareRecord.self, from: data)
+            record = try JSONDecoder().decode(PrepareRecord.self, from: Data(bytes))
         } catch {
             throw ImportError(
                 file: path, "not a prepare.json written by prepare: \(error)")
