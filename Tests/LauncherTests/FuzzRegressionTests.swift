@@ -30,6 +30,44 @@ final class FuzzRegressionTests: XCTestCase {
             }
         }
     }
+
+    /// Values that PrepareRecord.decode once let through and that then
+    /// trapped in predict --csv: sequence_length -1 (Vocabulary.encode),
+    /// vocab_size Int.min (vocab_size - 2 in PreparedImport), a timezone
+    /// offset of 1e300 hours (Int64 conversion in FeatureSpec.rawFeatures).
+    func testPrepareJSONOutOfRangeValues() throws {
+        let seed = try fuzzCorpusFile("prepare-json/all-options.json")
+        XCTAssertNoThrow(try PrepareRecord.decode(bytes: Array(seed.utf8), file: "seed"))
+        let cases: [(key: String, value: String)] = [
+            ("sequence_length", "-1"), ("sequence_length", "0"),
+            ("sequence_length", "1000001"),
+            ("vocab_size", "-9223372036854775808"), ("vocab_size", "1"),
+            ("vocabulary_words", "-1"), ("vocabulary_words", "39"),
+            ("timezone_offset_hours", "1e300"), ("timezone_offset_hours", "-24.5"),
+        ]
+        for (key, value) in cases {
+            let pattern = try NSRegularExpression(pattern: "\"\(key)\" : [^,\n]+")
+            let text = pattern.stringByReplacingMatches(
+                in: seed, range: NSRange(seed.startIndex..., in: seed),
+                withTemplate: "\"\(key)\" : \(value)")
+            XCTAssertNotEqual(text, seed, key)
+            XCTAssertThrowsError(
+                try PrepareRecord.decode(bytes: Array(text.utf8), file: "p.json"), "\(key) \(value)"
+            ) { error in
+                XCTAssertTrue(
+                    "\(error)".contains("\(key) "), "\(key) \(value): \(error)")
+            }
+        }
+    }
+}
+
+/// A seed file of Fuzz/corpus/, as text.
+func fuzzCorpusFile(_ path: String) throws -> String {
+    let root = URL(fileURLWithPath: "\(#filePath)")
+        .deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    return try String(
+        contentsOf: root.appendingPathComponent("Fuzz/corpus/\(path)"), encoding: .utf8)
 }
 
 /// The files of Fuzz/crashers/<target>/ (names starting with a dot left
