@@ -109,7 +109,7 @@ struct PrepareOptions {
         options.features.timeFormat = try TimeFormat.from(option: parsed.string("time-format"))
         options.features.timezoneOffsetHours = try parsed.double(
             "timezone-offset", default: 0, expected: "a number of hours in -24...24"
-        ) { abs($0) <= 24 }
+        ) { abs($0) <= PrepareRecord.maxTimezoneOffsetHours }
         options.features.linkVideoColumn = parsed.string("link-video-column")
         if let list = parsed.string("aux-columns") {
             let names = list.split(separator: ",", omittingEmptySubsequences: false)
@@ -127,9 +127,10 @@ struct PrepareOptions {
         if options.dedupeLatestColumn != nil, options.dedupeColumn == nil {
             throw UsageError("option '--dedupe-latest-column' needs '--dedupe-column'")
         }
-        options.vocabSize = try parsed.int("vocab-size", default: 10_000, in: 2...100_000_000)
+        options.vocabSize = try parsed.int(
+            "vocab-size", default: 10_000, in: PrepareRecord.vocabSizeRange)
         options.sequenceLength = try parsed.int(
-            "sequence-length", default: 100, in: 1...1_000_000)
+            "sequence-length", default: 100, in: PrepareRecord.sequenceLengthRange)
         options.validationSplit = try parsed.double(
             "validation-split", default: 0, expected: "a fraction in [0, 1)"
         ) { $0 >= 0 && $0 < 1 }

@@ -196,9 +196,17 @@ struct PrepareRecord: Codable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ImportError(file: path, "cannot read the prepare.json file")
         }
+        return try decode(bytes: [UInt8](data), file: path)
+    }
+
+    /// Parses the bytes of a prepare.json as `read(path:)` does; `file` is
+    /// only used in messages. The fuzz harness drives this directly.
+    static func decode(bytes: [UInt8], file path: String) throws
+        -> PrepareRecord
+    {
         let record: PrepareRecord
         do {
-            record = try JSONDecoder().decode(PrepareRecord.self, from: data)
+            record = try JSONDecoder().decode(PrepareRecord.self, from: Data(bytes))
         } catch {
             throw ImportError(
                 file: path, "not a prepare.json written by prepare: \(error)")
@@ -209,6 +217,34 @@ struct PrepareRecord: Codable, Equatable {
                 "format_version \(record.formatVersion) is not supported "
                     + "(expected \(currentFormatVersion))")
         }
+        // The values the users of a record compute with, held to what
+        // prepare itself accepts: out of range, they trap there (an array
+        // of sequence_length ids, vocab_size - 2, hours x 3600 as Int64).
+        func outOfRange(_ key: String, _ value: Any, _ expected: String) -> ImportError {
+            ImportError(file: path, "\(key) \(value) is out of range; expected \(expected)")
+        }
+        if !vocabSizeRange.contains(record.vocabSize) {
+            throw outOfRange("vocab_size", record.vocabSize, "\(vocabSizeRange)")
+        }
+        if !(0...record.vocabSize - 2).contains(record.vocabularyWords) {
+            throw outOfRange(
+                "vocabulary_words", record.vocabularyWords, "0...vocab_size - 2")
+        }
+        if !sequenceLengthRange.contains(record.sequenceLength) {
+            throw outOfRange(
+                "sequence_length", record.sequenceLength, "\(sequenceLengthRange)")
+        }
+        if !(record.timezoneOffsetHours.magnitude <= maxTimezoneOffsetHours) {
+            throw outOfRange(
+                "timezone_offset_hours", record.timezoneOffsetHours,
+                "a number of hours in -24...24")
+        }
         return record
     }
+
+    /// What prepare accepts for --vocab-size, --sequence-length and
+    /// --timezone-offset, and so all that a prepare.json may hold.
+    static let vocabSizeRange = 2...100_000_000
+    static let sequenceLengthRange = 1...1_000_000
+    static let maxTimezoneOffsetHours = 24.0
 }

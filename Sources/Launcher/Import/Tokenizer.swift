@@ -142,7 +142,13 @@ struct Vocabulary {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ImportError(file: path, "cannot read the vocabulary file")
         }
-        guard let text = String(validating: [UInt8](data), as: UTF8.self)
+        return try decode(bytes: [UInt8](data), file: path)
+    }
+
+    /// Parses the bytes of a vocabulary.txt as `read(path:)` does; `file`
+    /// is only used in messages. The fuzz harness drives this directly.
+    static func decode(bytes: [UInt8], file path: String) throws -> Vocabulary {
+        guard let text = String(validating: bytes, as: UTF8.self)
         else {
             throw ImportError(file: path, "the vocabulary file is not UTF-8")
         }
