@@ -23,7 +23,8 @@ let avx512CPUs: Set<String> = [
     "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
     "knl", "knm", "znver4", "znver5",
 ]
-let hasAVX512 = targetCPU == "native"
+let hasAVX512 =
+    targetCPU == "native"
     ? ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
         .contains(" avx512f") ?? false)
     : avx512CPUs.contains(targetCPU)

@@ -140,8 +140,9 @@ func run(_ shape: Shape, _ options: Options) -> Double {
 }
 
 let options = Options(CommandLine.arguments)
-print("# kernel-bench: best of \(options.repeats) rounds, ≥ "
-    + "\(Int(options.minSeconds * 1000)) ms each")
+print(
+    "# kernel-bench: best of \(options.repeats) rounds, ≥ "
+        + "\(Int(options.minSeconds * 1000)) ms each")
 print("# shape form m n k microseconds GFLOP/s")
 for shape in shapes {
     let seconds = run(shape, options)
@@ -183,8 +184,10 @@ func ulps(_ got: Float, _ exact: Double) -> Double {
         return got.isNaN == exact.isNaN ? 0 : .infinity
     }
     let binade = exact == 0 ? -126 : max(Int(exact.exponent), -126)
-    return abs(Double(got) - exact) / Double(sign: .plus, exponent: binade - 23,
-                                            significand: 1)
+    return abs(Double(got) - exact)
+        / Double(
+            sign: .plus, exponent: binade - 23,
+            significand: 1)
 }
 
 /// The worst error of `f` against `reference` over every `stride`-th float.

@@ -57,8 +57,10 @@ func runCommand(_ arguments: [String]) -> Int32 {
         // Every rank parses the same command line, so only one speaks.
         if printingRank() == 0 {
             let known = ["train", "predict", "evaluate", "prepare"]
-            let help = known.contains(command)
-                ? "headline-trainer \(command) --help" : "headline-trainer --help"
+            let help =
+                known.contains(command)
+                ? "headline-trainer \(command) --help"
+                : "headline-trainer --help"
             printError("\(error)\nRun '\(help)'.")
         }
         return 2
@@ -68,7 +70,8 @@ func runCommand(_ arguments: [String]) -> Int32 {
             let world = try? Communicator.world()
             // A non-finite loss or gradient is found in the values summed
             // over all ranks: naming the rank that reports it would mislead.
-            let prefix = (world?.size ?? 1) > 1 && !(local is TrainingError)
+            let prefix =
+                (world?.size ?? 1) > 1 && !(local is TrainingError)
                 ? "rank \(error.rank): " : ""
             printError(prefix + "\(local)")
         }

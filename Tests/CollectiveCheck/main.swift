@@ -21,9 +21,9 @@
 import Collective
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // Whole lines, so mpirun does not interleave two ranks inside a line.

@@ -157,7 +157,9 @@ final class BadInputTests: XCTestCase {
         let data = try DataSpec(rows: 8).write(to: dir + "/data")
         try checkRejected(
             data: data,
-            extra: ["--vocab-size", "100000000", "--embedding-dim", "100000000"],
+            extra: [
+                "--vocab-size", "100000000", "--embedding-dim", "100000000",
+            ],
             withModelSizes: false, distinctive: "of memory holds at most",
             mentions: ["V=100000000", "E=100000000"], ranks: [1, 2])
     }
@@ -228,8 +230,10 @@ final class BadInputTests: XCTestCase {
         try checkBadWeights(
             edit: { tensors in
                 tensors.append(
-                    (name: "surplus/kernel",
-                     array: HostArray(shape: [2], floats: [1, 2])))
+                    (
+                        name: "surplus/kernel",
+                        array: HostArray(shape: [2], floats: [1, 2])
+                    ))
             },
             distinctive: "unexpected tensor(s) 'surplus/kernel'")
     }
@@ -303,7 +307,8 @@ final class BadInputTests: XCTestCase {
                 "predict", "--weights", dir + "/bad.safetensors",
                 "--data", tiny, "--out", out,
             ]
-            let result = ranks == 1
+            let result =
+                ranks == 1
                 ? try CLI.run(arguments)
                 : try CLI.runMPI(ranks: ranks, arguments)
             assertRejected(
@@ -320,8 +325,10 @@ final class BadInputTests: XCTestCase {
         let saved = dir + "/w.safetensors"
         let result = try CLI.runMPI(
             ranks: 2,
-            ["train", "--data", data, "--batch-size", "1", "--save-weights",
-             saved] + smallModelOptions())
+            [
+                "train", "--data", data, "--batch-size", "1", "--save-weights",
+                saved,
+            ] + smallModelOptions())
         assertRejected(
             result, distinctive: "--batch-size 1 is smaller than the 2 ranks",
             mentions: [], status: 2, notWritten: saved)
@@ -352,7 +359,10 @@ final class BadInputTests: XCTestCase {
         let data = try folder { spec in spec }
         let cases: [([String], String)] = [
             (["--epochs", "0"], "option '--epochs' expects an integer"),
-            (["--batch-size", "-3"], "option '--batch-size' expects an integer"),
+            (
+                ["--batch-size", "-3"],
+                "option '--batch-size' expects an integer"
+            ),
             (["--loss-weights", "1"], "option '--loss-weights' expects 2"),
             (["--loss-weights", "1,nan"], "option '--loss-weights' expects 2"),
             (["--loss-weights", "-1,0"], "expects weights >= 0"),
@@ -388,16 +398,19 @@ final class BadInputTests: XCTestCase {
         let dir = (data as NSString).deletingLastPathComponent
         let target = dir + "/no-such-folder/w.safetensors"
         for ranks in [1, 2] {
-            let arguments = [
-                "train", "--data", data, "--save-weights", target,
-            ] + smallModelOptions()
-            let result = ranks == 1
+            let arguments =
+                [
+                    "train", "--data", data, "--save-weights", target,
+                ] + smallModelOptions()
+            let result =
+                ranks == 1
                 ? try CLI.run(arguments)
                 : try CLI.runMPI(ranks: ranks, arguments)
             assertRejected(
                 result, distinctive: target, mentions: [],
                 notWritten: target)
-            XCTAssertFalse(result.stdout.contains("Epoch 1/"), result.transcript)
+            XCTAssertFalse(
+                result.stdout.contains("Epoch 1/"), result.transcript)
         }
     }
 
@@ -424,17 +437,20 @@ final class BadInputTests: XCTestCase {
         let target = dir + "/no-such-folder/m.jsonl"
         let saved = dir + "/w.safetensors"
         for ranks in [1, 2] {
-            let arguments = [
-                "train", "--data", data, "--metrics", target,
-                "--save-weights", saved,
-            ] + smallModelOptions()
-            let result = ranks == 1
+            let arguments =
+                [
+                    "train", "--data", data, "--metrics", target,
+                    "--save-weights", saved,
+                ] + smallModelOptions()
+            let result =
+                ranks == 1
                 ? try CLI.run(arguments)
                 : try CLI.runMPI(ranks: ranks, arguments)
             assertRejected(
                 result, distinctive: target, mentions: [],
                 notWritten: saved)
-            XCTAssertFalse(result.stdout.contains("Epoch 1/"), result.transcript)
+            XCTAssertFalse(
+                result.stdout.contains("Epoch 1/"), result.transcript)
         }
     }
 
@@ -447,7 +463,8 @@ final class BadInputTests: XCTestCase {
                 "predict", "--weights", tiny + "/weights.safetensors",
                 "--data", tiny, "--out", target,
             ]
-            let result = ranks == 1
+            let result =
+                ranks == 1
                 ? try CLI.run(arguments)
                 : try CLI.runMPI(ranks: ranks, arguments)
             assertRejected(
@@ -468,11 +485,13 @@ final class BadInputTests: XCTestCase {
         for ranks in [1, 2] {
             let dir = (data as NSString).deletingLastPathComponent
             let saved = dir + "/w\(ranks).safetensors"
-            let arguments = [
-                "train", "--data", data, "--learning-rate", "1e30",
-                "--epochs", "4", "--save-weights", saved,
-            ] + smallModelOptions()
-            let result = ranks == 1
+            let arguments =
+                [
+                    "train", "--data", data, "--learning-rate", "1e30",
+                    "--epochs", "4", "--save-weights", saved,
+                ] + smallModelOptions()
+            let result =
+                ranks == 1
                 ? try CLI.run(arguments)
                 : try CLI.runMPI(ranks: ranks, arguments)
             assertRejected(
@@ -520,9 +539,11 @@ final class BadInputTests: XCTestCase {
         let dir = try temporaryDirectory(for: self)
         for count in ranks {
             let saved = dir + "/w\(count).safetensors"
-            let arguments = ["train", "--data", data, "--save-weights", saved]
+            let arguments =
+                ["train", "--data", data, "--save-weights", saved]
                 + extra + (withModelSizes ? smallModelOptions() : [])
-            let result = count == 1
+            let result =
+                count == 1
                 ? try CLI.run(arguments, file: file, line: line)
                 : try CLI.runMPI(
                     ranks: count, arguments, file: file, line: line)
@@ -559,7 +580,8 @@ final class BadInputTests: XCTestCase {
         file: StaticString = #filePath, line: UInt = #line
     ) throws {
         for ranks in [1, 2] {
-            let result = ranks == 1
+            let result =
+                ranks == 1
                 ? try CLI.run(arguments, file: file, line: line)
                 : try CLI.runMPI(
                     ranks: ranks, arguments, file: file, line: line)
@@ -591,7 +613,8 @@ func assertRejected(
     XCTAssertNotEqual(result.status, 0, transcript, file: file, line: line)
     XCTAssertLessThan(result.status, 128, transcript, file: file, line: line)
     if let status {
-        XCTAssertEqual(result.status, status, transcript, file: file, line: line)
+        XCTAssertEqual(
+            result.status, status, transcript, file: file, line: line)
     }
     XCTAssertEqual(
         occurrences(of: distinctive, in: result.output), 1,
@@ -602,7 +625,8 @@ func assertRejected(
         "\"\(distinctive)\" is not on standard error\n" + transcript,
         file: file, line: line)
     // The line that carries the message names everything it must.
-    let messageLine = result.stderr.split(separator: "\n")
+    let messageLine =
+        result.stderr.split(separator: "\n")
         .first { $0.contains(distinctive) }.map(String.init) ?? ""
     for mention in mentions {
         XCTAssertTrue(

@@ -145,7 +145,10 @@ enum CLI {
         let trainer = try executable(file: file, line: line)
         return try RunningCLI(
             launcher,
-            ["--oversubscribe", "--bind-to", "none", "-np", "\(ranks)", trainer]
+            [
+                "--oversubscribe", "--bind-to", "none", "-np", "\(ranks)",
+                trainer,
+            ]
                 + arguments, in: directory, environment: environment)
     }
 
@@ -289,8 +292,10 @@ enum Fixtures {
             .deletingLastPathComponent()  // Tests
             .appendingPathComponent("NetworkTests/Fixtures/\(name)").path
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(
-            atPath: root + "/weights.safetensors", isDirectory: &isDirectory),
+        guard
+            FileManager.default.fileExists(
+                atPath: root + "/weights.safetensors", isDirectory: &isDirectory
+            ),
             !isDirectory.boolValue
         else {
             XCTFail("the Keras fixture folder \(root) is missing")
@@ -368,9 +373,11 @@ struct DataSpec {
             Int32(random.int(vocabulary))
         }
         let aux = (0..<(rows * auxFeatures)).map { _ in random.float() }
-        let labelValues = labels ?? (0..<rows).map { _ in
-            Float(random.int(2))
-        }
+        let labelValues =
+            labels
+            ?? (0..<rows).map { _ in
+                Float(random.int(2))
+            }
         try NPY.write(
             HostArray(shape: [rows, sequenceLength], int32s: ids),
             to: folder + "/main_input.npy")

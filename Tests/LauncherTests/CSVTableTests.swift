@@ -3,12 +3,16 @@ import XCTest
 @testable import Launcher
 
 final class CSVTableTests: XCTestCase {
-    private func parse(_ text: String, file: String = "t.csv") throws -> CSVTable {
+    private func parse(_ text: String, file: String = "t.csv") throws
+        -> CSVTable
+    {
         try CSVTable(bytes: Array(text.utf8), file: file)
     }
 
     private func rows(_ table: CSVTable) -> [[String]] {
-        (0..<table.rowCount).map { r in (0..<table.columnCount).map { table.field(r, $0) } }
+        (0..<table.rowCount).map { r in
+            (0..<table.columnCount).map { table.field(r, $0) }
+        }
     }
 
     /// The error a parse throws, as text.
@@ -24,12 +28,19 @@ final class CSVTableTests: XCTestCase {
     func testPlainAndQuotedFields() throws {
         let t = try parse("a,b,c\n1,\"x, y\",\"say \"\"hi\"\"\"\n,\"\",last\n")
         XCTAssertEqual(t.header, ["a", "b", "c"])
-        XCTAssertEqual(rows(t), [["1", "x, y", "say \"hi\""], ["", "", "last"]])
+        XCTAssertEqual(
+            rows(t), [["1", "x, y", "say \"hi\""], ["", "", "last"]])
     }
 
     func testEmbeddedLineBreaksAndLineNumbers() throws {
-        let t = try parse("id,text,n\r\n1,\"two\r\nlines\",5\r\n2,\"a\nb\nc\",6\r\n3,z,7")
-        XCTAssertEqual(rows(t), [["1", "two\nlines", "5"], ["2", "a\nb\nc", "6"], ["3", "z", "7"]])
+        let t = try parse(
+            "id,text,n\r\n1,\"two\r\nlines\",5\r\n2,\"a\nb\nc\",6\r\n3,z,7")
+        XCTAssertEqual(
+            rows(t),
+            [
+                ["1", "two\nlines", "5"], ["2", "a\nb\nc", "6"],
+                ["3", "z", "7"],
+            ])
         XCTAssertEqual(t.line(0, 0), 2)
         XCTAssertEqual(t.line(0, 2), 3)  // the field after the embedded break
         XCTAssertEqual(t.line(1, 0), 4)
@@ -83,7 +94,8 @@ final class CSVTableTests: XCTestCase {
         var bytes = Array("a,b\r\n1,2\r\nx".utf8)
         bytes += [0xC3, 0x28]  // a lead byte followed by a non-continuation
         bytes += Array(",3\r\n".utf8)
-        XCTAssertThrowsError(try CSVTable(bytes: bytes, file: "bad.csv")) { error in
+        XCTAssertThrowsError(try CSVTable(bytes: bytes, file: "bad.csv")) {
+            error in
             let message = "\(error)"
             XCTAssertTrue(message.hasPrefix("bad.csv: line 3:"), message)
             XCTAssertTrue(message.contains("UTF-8"), message)
@@ -97,7 +109,8 @@ final class CSVTableTests: XCTestCase {
 
     func testMissingColumnListsTheHeader() throws {
         let t = try parse("message,shares\nhi,1\n")
-        XCTAssertThrowsError(try t.columnIndex("likes", option: "label-column")) { error in
+        XCTAssertThrowsError(try t.columnIndex("likes", option: "label-column"))
+        { error in
             let message = "\(error)"
             XCTAssertTrue(message.contains("'likes'"), message)
             XCTAssertTrue(message.contains("'message', 'shares'"), message)

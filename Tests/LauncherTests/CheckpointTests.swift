@@ -12,13 +12,21 @@ final class CheckpointTests: XCTestCase {
     /// Digests from FIPS 180-4's examples (and Python's hashlib).
     func testSHA256KnownDigests() {
         let cases: [(String, String)] = [
-            ("", "e3b0c44298fc1c149afbf4c8996fb924"
-                + "27ae41e4649b934ca495991b7852b855"),
-            ("abc", "ba7816bf8f01cfea414140de5dae2223"
-                + "b00361a396177a9cb410ff61f20015ad"),
-            ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-             "248d6a61d20638b8e5c026930c3e6039"
-                + "a33ce45964ff2167f6ecedd419db06c1"),
+            (
+                "",
+                "e3b0c44298fc1c149afbf4c8996fb924"
+                    + "27ae41e4649b934ca495991b7852b855"
+            ),
+            (
+                "abc",
+                "ba7816bf8f01cfea414140de5dae2223"
+                    + "b00361a396177a9cb410ff61f20015ad"
+            ),
+            (
+                "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                "248d6a61d20638b8e5c026930c3e6039"
+                    + "a33ce45964ff2167f6ecedd419db06c1"
+            ),
         ]
         for (text, digest) in cases {
             XCTAssertEqual(SHA256.hex(Array(text.utf8)), digest, text)
@@ -32,7 +40,8 @@ final class CheckpointTests: XCTestCase {
     /// one piece (and as hashlib's for these 1000 bytes).
     func testSHA256InPieces() {
         let bytes = (0..<1000).map { UInt8(($0 * 31 + 7) % 251) }
-        let whole = "008549d94fa71e7a0a483d84380d05a9"
+        let whole =
+            "008549d94fa71e7a0a483d84380d05a9"
             + "23a4b18e79ba1f8a8ddac923956d32ef"
         XCTAssertEqual(SHA256.hex(bytes), whole)
         for piece in [1, 3, 55, 56, 63, 64, 65, 127, 999] {
@@ -134,8 +143,9 @@ final class CheckpointTests: XCTestCase {
             "notes.txt", "ckpt-eX-s1.safetensors", "ckpt-e1.safetensors",
         ]
         for name in others {
-            XCTAssertTrue(FileManager.default.createFile(
-                atPath: dir + "/" + name, contents: nil))
+            XCTAssertTrue(
+                FileManager.default.createFile(
+                    atPath: dir + "/" + name, contents: nil))
         }
         XCTAssertEqual(
             try folder.list().map(\.name),
@@ -252,8 +262,10 @@ final class CheckpointTests: XCTestCase {
         return Checkpoint(
             epochsDone: 2, stepInEpoch: 3, stepsPerEpoch: 5, ranks: 2,
             iterations: 12, skippedSteps: 1, settings: settings,
-            history: ["{\"epoch\": 1, \"loss\": 0.5}",
-                "{\"epoch\": 2, \"loss\": null}"],
+            history: [
+                "{\"epoch\": 1, \"loss\": 0.5}",
+                "{\"epoch\": 2, \"loss\": null}",
+            ],
             layout: "w [37]", parameters: parameters,
             velocity: parameters.map { $0 * $0 },
             epochSums: [1.5, 2.25, 3, 4, 10],

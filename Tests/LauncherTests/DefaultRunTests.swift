@@ -18,10 +18,14 @@ final class DefaultRunTests: XCTestCase {
                 + "react_wow,scrape_time,shares"
         ]
         for i in 0..<60 {
-            let text = (0..<(3 + i % 5)).map { words[(i * 7 + $0 * 3) % words.count] }
-                .joined(separator: " ")
-            let link = i % 4 == 0
-                ? "https://www.facebook.com/cnn/videos/\(i)/" : "http://cnn.it/\(i)"
+            let text = (0..<(3 + i % 5)).map {
+                words[(i * 7 + $0 * 3) % words.count]
+            }
+            .joined(separator: " ")
+            let link =
+                i % 4 == 0
+                ? "https://www.facebook.com/cnn/videos/\(i)/"
+                : "http://cnn.it/\(i)"
             let day = 1 + i % 14
             lines.append(
                 "2017-07-\(day < 10 ? "0" : "")\(day)T\(10 + i % 12):30:00+0000,"
@@ -56,8 +60,10 @@ final class DefaultRunTests: XCTestCase {
             XCTAssertTrue(
                 FileManager.default.fileExists(atPath: run + "/" + name), name)
         }
-        let metrics = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)
-            .split(separator: "\n")
+        let metrics = try String(
+            contentsOfFile: run + "/metrics.jsonl", encoding: .utf8
+        )
+        .split(separator: "\n")
         XCTAssertEqual(metrics.count, 2)
         let last = try XCTUnwrap(
             JSONSerialization.jsonObject(with: Data(metrics[1].utf8))
@@ -75,12 +81,14 @@ final class DefaultRunTests: XCTestCase {
             environment: environment)
         XCTAssertEqual(second.status, 0, second.transcript)
         XCTAssertEqual(
-            occurrences(of: "preparing the bundled data set", in: second.stdout),
+            occurrences(
+                of: "preparing the bundled data set", in: second.stdout),
             0, second.transcript)
 
         // New posts, predicted with the choices saved beside the weights.
         let posts = dir + "/new.csv"
-        try ("message,created_time,link\r\n"
+        try
+            ("message,created_time,link\r\n"
             + "\"Storm hits the city, mayor says\",2017-07-15T09:00:00+0000,"
             + "http://cnn.it/x\r\n"
             + "team vote,2017-07-15T21:00:00+0000,"
@@ -88,7 +96,8 @@ final class DefaultRunTests: XCTestCase {
             .write(toFile: posts, atomically: true, encoding: .utf8)
         let out = dir + "/predictions.csv"
         let predicted = try CLI.run([
-            "predict", "--weights", run + "/weights.safetensors", "--csv", posts,
+            "predict", "--weights", run + "/weights.safetensors", "--csv",
+            posts,
             "--out", out,
         ])
         XCTAssertEqual(predicted.status, 0, predicted.transcript)

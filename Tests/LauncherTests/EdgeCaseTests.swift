@@ -16,14 +16,18 @@ final class EdgeCaseTests: XCTestCase {
             var saved: [[String: HostArray]] = []
             for ranks in [1, 2] {
                 let weights = dir + "/w\(ranks).safetensors"
-                let arguments = [
-                    "train", "--data", data, "--epochs", "2", "--batch-size",
-                    "4", "--save-weights", weights,
-                ] + smallModelOptions()
-                let result = ranks == 1
+                let arguments =
+                    [
+                        "train", "--data", data, "--epochs", "2",
+                        "--batch-size",
+                        "4", "--save-weights", weights,
+                    ] + smallModelOptions()
+                let result =
+                    ranks == 1
                     ? try CLI.run(arguments)
                     : try CLI.runMPI(ranks: ranks, arguments)
-                XCTAssertEqual(result.status, 0, "T=\(t) A=\(a)\n" + result.transcript)
+                XCTAssertEqual(
+                    result.status, 0, "T=\(t) A=\(a)\n" + result.transcript)
                 guard result.status == 0 else { return }
                 let tensors = try readTensors(weights)
                 XCTAssertEqual(tensors["dense/kernel"]?.shape, [4 + a, 5])
@@ -102,7 +106,8 @@ final class EdgeCaseTests: XCTestCase {
             "--out", odd + "/p r.npy",
         ])
         XCTAssertEqual(predict.status, 0, predict.transcript)
-        XCTAssertEqual(try NPY.read(contentsOf: odd + "/p r.npy").shape, [8, 2])
+        XCTAssertEqual(
+            try NPY.read(contentsOf: odd + "/p r.npy").shape, [8, 2])
     }
 
     /// int64 ids, float64 aux values, [N, 1] labels: the same numbers in
@@ -118,7 +123,8 @@ final class EdgeCaseTests: XCTestCase {
         let labels = try NPY.read(contentsOf: plain + "/labels.npy")
         try NPY.write(
             HostArray(
-                shape: ids.shape, storage: .int64(try XCTUnwrap(ids.integers()))),
+                shape: ids.shape, storage: .int64(try XCTUnwrap(ids.integers()))
+            ),
             to: other + "/main_input.npy")
         try NPY.write(
             HostArray(shape: aux.shape, storage: .float64(aux.doubles())),

@@ -32,18 +32,21 @@ final class FailureTests: XCTestCase {
             XCTAssertLessThan(took, FailureTests.limit, context)
             XCTAssertEqual(
                 occurrences(
-                    of: "rank \(rank): injected test failure", in: result.stderr),
+                    of: "rank \(rank): injected test failure", in: result.stderr
+                ),
                 1, context + result.transcript)
             XCTAssertTrue(
-                result.stderr.contains("(HEADLINE_TEST_FAIL, \(kind)) at global "
-                    + "step 7"), context + result.transcript)
+                result.stderr.contains(
+                    "(HEADLINE_TEST_FAIL, \(kind)) at global "
+                        + "step 7"), context + result.transcript)
             // The epoch before the failure finished; the failing one did not.
             XCTAssertTrue(result.stdout.contains("Epoch 2/3"), context)
             XCTAssertEqual(
                 job.checkpointFiles(name), ["ckpt-e0001-s000000.safetensors"],
                 context)
             XCTAssertFalse(
-                FileManager.default.fileExists(atPath: job.weights(name)), context)
+                FileManager.default.fileExists(atPath: job.weights(name)),
+                context)
         }
     }
 
@@ -54,18 +57,21 @@ final class FailureTests: XCTestCase {
     func testUnwritableCheckpointFolderEndsTheJob() throws {
         let job = try RobustnessJob(test: self)
         let blocker = job.dir + "/blocker"
-        XCTAssertTrue(FileManager.default.createFile(
-            atPath: blocker, contents: Data("x".utf8)))
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: blocker, contents: Data("x".utf8)))
         for ranks in [1, 2] {
             var arguments = job.arguments("up\(ranks)", checkpoints: false)
             arguments += ["--checkpoint-dir", blocker + "/ckpt"]
             let started = Date()
             let result = try job.run(ranks: ranks, arguments)
             XCTAssertEqual(result.status, 1, result.transcript)
-            XCTAssertLessThan(Date().timeIntervalSince(started), FailureTests.limit)
+            XCTAssertLessThan(
+                Date().timeIntervalSince(started), FailureTests.limit)
             XCTAssertTrue(
                 result.stderr.contains(blocker + "/ckpt"), result.transcript)
-            XCTAssertFalse(result.stdout.contains("Epoch 1/"), result.transcript)
+            XCTAssertFalse(
+                result.stdout.contains("Epoch 1/"), result.transcript)
         }
 
         let name = "middle"
@@ -76,14 +82,17 @@ final class FailureTests: XCTestCase {
             running.wait(upTo: 30) { !job.checkpointFiles(name).isEmpty })
         let folder = job.checkpoints(name)
         XCTAssertEqual(rename(folder, folder + ".moved"), 0)
-        XCTAssertTrue(FileManager.default.createFile(
-            atPath: folder, contents: Data("x".utf8)))
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: folder, contents: Data("x".utf8)))
         let moved = Date()
         let result = running.finish()
         XCTAssertEqual(result.status, 1, result.transcript)
         XCTAssertLessThan(Date().timeIntervalSince(moved), FailureTests.limit)
-        XCTAssertTrue(result.stderr.contains(folder + "/ckpt-e"), result.transcript)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: job.weights(name)))
+        XCTAssertTrue(
+            result.stderr.contains(folder + "/ckpt-e"), result.transcript)
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: job.weights(name)))
     }
 
     /// A NaN gradient on rank 1 alone: after the all-reduce every rank

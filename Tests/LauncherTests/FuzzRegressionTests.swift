@@ -9,24 +9,35 @@ import XCTest
 final class FuzzRegressionTests: XCTestCase {
     func testCSVCrashers() throws {
         for (name, bytes) in try fuzzCrashers("csv") {
-            XCTAssertThrowsError(try CSVTable(bytes: bytes, file: name), name) { error in
-                XCTAssertTrue(error is ImportError, "\(name): \(type(of: error)) \(error)")
+            XCTAssertThrowsError(try CSVTable(bytes: bytes, file: name), name) {
+                error in
+                XCTAssertTrue(
+                    error is ImportError, "\(name): \(type(of: error)) \(error)"
+                )
             }
         }
     }
 
     func testVocabularyCrashers() throws {
         for (name, bytes) in try fuzzCrashers("vocabulary") {
-            XCTAssertThrowsError(try Vocabulary.decode(bytes: bytes, file: name), name) { error in
-                XCTAssertTrue(error is ImportError, "\(name): \(type(of: error)) \(error)")
+            XCTAssertThrowsError(
+                try Vocabulary.decode(bytes: bytes, file: name), name
+            ) { error in
+                XCTAssertTrue(
+                    error is ImportError, "\(name): \(type(of: error)) \(error)"
+                )
             }
         }
     }
 
     func testPrepareJSONCrashers() throws {
         for (name, bytes) in try fuzzCrashers("prepare-json") {
-            XCTAssertThrowsError(try PrepareRecord.decode(bytes: bytes, file: name), name) { error in
-                XCTAssertTrue(error is ImportError, "\(name): \(type(of: error)) \(error)")
+            XCTAssertThrowsError(
+                try PrepareRecord.decode(bytes: bytes, file: name), name
+            ) { error in
+                XCTAssertTrue(
+                    error is ImportError, "\(name): \(type(of: error)) \(error)"
+                )
             }
         }
     }
@@ -37,22 +48,26 @@ final class FuzzRegressionTests: XCTestCase {
     /// offset of 1e300 hours (Int64 conversion in FeatureSpec.rawFeatures).
     func testPrepareJSONOutOfRangeValues() throws {
         let seed = try fuzzCorpusFile("prepare-json/all-options.json")
-        XCTAssertNoThrow(try PrepareRecord.decode(bytes: Array(seed.utf8), file: "seed"))
+        XCTAssertNoThrow(
+            try PrepareRecord.decode(bytes: Array(seed.utf8), file: "seed"))
         let cases: [(key: String, value: String)] = [
             ("sequence_length", "-1"), ("sequence_length", "0"),
             ("sequence_length", "1000001"),
             ("vocab_size", "-9223372036854775808"), ("vocab_size", "1"),
             ("vocabulary_words", "-1"), ("vocabulary_words", "39"),
-            ("timezone_offset_hours", "1e300"), ("timezone_offset_hours", "-24.5"),
+            ("timezone_offset_hours", "1e300"),
+            ("timezone_offset_hours", "-24.5"),
         ]
         for (key, value) in cases {
-            let pattern = try NSRegularExpression(pattern: "\"\(key)\" : [^,\n]+")
+            let pattern = try NSRegularExpression(
+                pattern: "\"\(key)\" : [^,\n]+")
             let text = pattern.stringByReplacingMatches(
                 in: seed, range: NSRange(seed.startIndex..., in: seed),
                 withTemplate: "\"\(key)\" : \(value)")
             XCTAssertNotEqual(text, seed, key)
             XCTAssertThrowsError(
-                try PrepareRecord.decode(bytes: Array(text.utf8), file: "p.json"), "\(key) \(value)"
+                try PrepareRecord.decode(
+                    bytes: Array(text.utf8), file: "p.json"), "\(key) \(value)"
             ) { error in
                 XCTAssertTrue(
                     "\(error)".contains("\(key) "), "\(key) \(value): \(error)")
@@ -67,7 +82,8 @@ func fuzzCorpusFile(_ path: String) throws -> String {
         .deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     return try String(
-        contentsOf: root.appendingPathComponent("Fuzz/corpus/\(path)"), encoding: .utf8)
+        contentsOf: root.appendingPathComponent("Fuzz/corpus/\(path)"),
+        encoding: .utf8)
 }
 
 /// The files of Fuzz/crashers/<target>/ (names starting with a dot left

@@ -6,20 +6,29 @@ import XCTest
 /// Each bad input fails with a message naming the file and the place, and
 /// leaves no output folder behind.
 final class ImportErrorTests: XCTestCase {
-    private let basic = ["--text-column", "text", "--label-column", "n", "--label-threshold", "median"]
+    private let basic = [
+        "--text-column", "text", "--label-column", "n", "--label-threshold",
+        "median",
+    ]
 
     /// Runs prepare on `csv` text and returns the error message, after
     /// checking that nothing but the CSV is left in the folder.
-    private func failure(_ csv: String, _ extra: [String] = [], file: StaticString = #filePath, line: UInt = #line)
+    private func failure(
+        _ csv: String, _ extra: [String] = [], file: StaticString = #filePath,
+        line: UInt = #line
+    )
         throws -> (message: String, path: String)
     {
         let dir = try makeTemporaryFolder(self)
         let path = dir + "/input.csv"
         try writeText(csv, to: path)
-        let message = thrownMessage { try runPrepareForTest(csv: path, out: dir + "/out", basic + extra) }
+        let message = thrownMessage {
+            try runPrepareForTest(csv: path, out: dir + "/out", basic + extra)
+        }
         XCTAssertNotEqual(message, "no error", file: file, line: line)
         XCTAssertEqual(
-            try FileManager.default.contentsOfDirectory(atPath: dir), ["input.csv"],
+            try FileManager.default.contentsOfDirectory(atPath: dir),
+            ["input.csv"],
             "an output folder was left behind", file: file, line: line)
         return (message, path)
     }
@@ -32,39 +41,56 @@ final class ImportErrorTests: XCTestCase {
     }
 
     func testMissingFeatureColumn() throws {
-        let (message, _) = try failure("text,n\nhello,1\n", ["--aux-columns", "n,likes"])
-        XCTAssertTrue(message.contains("'likes'") && message.contains("--aux-columns"), message)
+        let (message, _) = try failure(
+            "text,n\nhello,1\n", ["--aux-columns", "n,likes"])
+        XCTAssertTrue(
+            message.contains("'likes'") && message.contains("--aux-columns"),
+            message)
     }
 
     func testEmptyTextNamesRowAndLine() throws {
-        let (message, path) = try failure("text,n\nhello,1\n\"multi\nline\",2\n\" ... \",3\n")
-        XCTAssertTrue(message.hasPrefix(path + ": data row 3 (line 5), column 'text'"), message)
+        let (message, path) = try failure(
+            "text,n\nhello,1\n\"multi\nline\",2\n\" ... \",3\n")
+        XCTAssertTrue(
+            message.hasPrefix(path + ": data row 3 (line 5), column 'text'"),
+            message)
         XCTAssertTrue(message.contains("--skip-empty-text"), message)
     }
 
     func testLabelThatIsNotANumber() throws {
         for bad in ["many", "nan", "inf", "", "0x10", "1e999"] {
             let (message, path) = try failure("text,n\nhello,1\nworld,\(bad)\n")
-            XCTAssertTrue(message.hasPrefix(path + ": data row 2 (line 3), column 'n'"), message)
+            XCTAssertTrue(
+                message.hasPrefix(path + ": data row 2 (line 3), column 'n'"),
+                message)
             XCTAssertTrue(message.contains("'\(bad)'"), message)
         }
         // Negative numbers and exponents are numbers.
         let dir = try makeTemporaryFolder(self)
         try writeText("text,n\nhello,-3\nworld,2.5e1\n", to: dir + "/ok.csv")
-        XCTAssertEqual(try runPrepareForTest(csv: dir + "/ok.csv", out: dir + "/o", basic).labelThresholdValue, 11)
+        XCTAssertEqual(
+            try runPrepareForTest(csv: dir + "/ok.csv", out: dir + "/o", basic)
+                .labelThresholdValue, 11)
     }
 
     func testTimeThatDoesNotParse() throws {
         let iso = try failure(
-            "text,n,t\nhello,1,2017-07-14T14:30:59+0000\nworld,2,14/07/2017\n", ["--time-column", "t"])
-        XCTAssertTrue(iso.message.hasPrefix(iso.path + ": data row 2 (line 3), column 't'"), iso.message)
-        XCTAssertTrue(iso.message.contains("ISO 8601") && iso.message.contains("'14/07/2017'"), iso.message)
+            "text,n,t\nhello,1,2017-07-14T14:30:59+0000\nworld,2,14/07/2017\n",
+            ["--time-column", "t"])
+        XCTAssertTrue(
+            iso.message.hasPrefix(
+                iso.path + ": data row 2 (line 3), column 't'"), iso.message)
+        XCTAssertTrue(
+            iso.message.contains("ISO 8601")
+                && iso.message.contains("'14/07/2017'"), iso.message)
 
         let custom = try failure(
             "text,n,t\nhello,1,14/07/2017 10:00\nworld,2,2017-07-14T14:30:59\n",
             ["--time-column", "t", "--time-format", "%d/%m/%Y %H:%M"])
-        XCTAssertTrue(custom.message.contains("data row 2 (line 3)"), custom.message)
-        XCTAssertTrue(custom.message.contains("'%d/%m/%Y %H:%M'"), custom.message)
+        XCTAssertTrue(
+            custom.message.contains("data row 2 (line 3)"), custom.message)
+        XCTAssertTrue(
+            custom.message.contains("'%d/%m/%Y %H:%M'"), custom.message)
     }
 
     func testFileWithNoDataRows() throws {
@@ -81,31 +107,45 @@ final class ImportErrorTests: XCTestCase {
     func testVocabularyThatDoesNotMatchV() throws {
         let dir = try makeTemporaryFolder(self)
         try writeText("a\nb\nc\n", to: dir + "/vocabulary.txt")
-        let (message, _) = try failure("text,n\nhello,1\n", ["--vocabulary", dir + "/vocabulary.txt"])
+        let (message, _) = try failure(
+            "text,n\nhello,1\n", ["--vocabulary", dir + "/vocabulary.txt"])
         XCTAssertTrue(message.hasPrefix(dir + "/vocabulary.txt"), message)
-        XCTAssertTrue(message.contains("size 5") && message.contains("10000"), message)
+        XCTAssertTrue(
+            message.contains("size 5") && message.contains("10000"), message)
     }
 
     func testValidationSplitLeavingNoTrainingRows() throws {
-        let (message, _) = try failure("text,n\nhello,1\n", ["--validation-split", "0.5"])
+        let (message, _) = try failure(
+            "text,n\nhello,1\n", ["--validation-split", "0.5"])
         XCTAssertTrue(message.contains("no training rows"), message)
     }
 
     func testMissingCSVFile() throws {
         let dir = try makeTemporaryFolder(self)
-        let message = thrownMessage { try runPrepareForTest(csv: dir + "/nope.csv", out: dir + "/o", self.basic) }
-        XCTAssertTrue(message.hasPrefix(dir + "/nope.csv") && message.contains("no such file"), message)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [])
+        let message = thrownMessage {
+            try runPrepareForTest(
+                csv: dir + "/nope.csv", out: dir + "/o", self.basic)
+        }
+        XCTAssertTrue(
+            message.hasPrefix(dir + "/nope.csv")
+                && message.contains("no such file"), message)
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: dir), [])
     }
 
     func testFailedWriteRemovesThePartialFolder() throws {
         let dir = try makeTemporaryFolder(self)
         try writeText("text,n\nhello,1\n", to: dir + "/in.csv")
         var data = try buildPreparedData(
-            XCTUnwrap(PrepareOptions.parse(["--csv", dir + "/in.csv", "--out", dir + "/o"] + basic)))
+            XCTUnwrap(
+                PrepareOptions.parse(
+                    ["--csv", dir + "/in.csv", "--out", dir + "/o"] + basic)))
         // Two arrays are written before the labels no longer fit their shape.
         data.labels = []
-        XCTAssertThrowsError(try PreparedFolder.write(data, to: dir + "/o", overwrite: false))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["in.csv"])
+        XCTAssertThrowsError(
+            try PreparedFolder.write(data, to: dir + "/o", overwrite: false))
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: dir), ["in.csv"]
+        )
     }
 }

@@ -7,7 +7,8 @@ import XCTest
 /// A fresh temporary folder, removed when the test ends.
 func makeTemporaryFolder(_ test: XCTestCase) throws -> String {
     let path = NSTemporaryDirectory() + "import-test-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+        atPath: path, withIntermediateDirectories: true)
     test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
     return path
 }
@@ -18,8 +19,13 @@ func writeText(_ text: String, to path: String) throws {
 
 /// Runs prepare with `arguments` (without `--csv` and `--out`).
 @discardableResult
-func runPrepareForTest(csv: String, out: String, _ arguments: [String]) throws -> PrepareRecord {
-    guard let options = try PrepareOptions.parse(["--csv", csv, "--out", out] + arguments) else {
+func runPrepareForTest(csv: String, out: String, _ arguments: [String]) throws
+    -> PrepareRecord
+{
+    guard
+        let options = try PrepareOptions.parse(
+            ["--csv", csv, "--out", out] + arguments)
+    else {
         throw UsageError("help was printed")
     }
     return try prepare(options)

@@ -87,7 +87,8 @@ final class KerasFixtureCLITests: XCTestCase {
                 result.transcript)
             let keras = try readJSONObject(folder + "/losses.json")
             for (ours, theirs) in [
-                ("loss", "total_loss"), ("main_output_loss", "main_output_loss"),
+                ("loss", "total_loss"),
+                ("main_output_loss", "main_output_loss"),
                 ("aux_output_loss", "aux_output_loss"),
             ] {
                 let got = try XCTUnwrap(

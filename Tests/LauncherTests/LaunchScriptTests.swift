@@ -50,14 +50,15 @@ final class LaunchScriptTests: XCTestCase {
         // with mpirun, as srun would with PMIx.
         let fake = bin + "/srun"
         try """
-            #!/bin/bash
-            opts=()
-            while [[ $1 == --* ]]; do opts+=("$1"); shift; done
-            printf '%s\\n' "${opts[@]}" > "\(dir)/srun-options"
-            exec mpirun --oversubscribe --bind-to none -np "$SLURM_NTASKS" "$@"
-            """.write(toFile: fake, atomically: true, encoding: .utf8)
+        #!/bin/bash
+        opts=()
+        while [[ $1 == --* ]]; do opts+=("$1"); shift; done
+        printf '%s\\n' "${opts[@]}" > "\(dir)/srun-options"
+        exec mpirun --oversubscribe --bind-to none -np "$SLURM_NTASKS" "$@"
+        """.write(toFile: fake, atomically: true, encoding: .utf8)
         chmod(fake, 0o755)
-        let path = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "")
+        let path =
+            bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "")
         let result = try CLI.runProgram(
             "/bin/bash",
             [repository + "/scripts/slurm/train.sbatch"]

@@ -15,7 +15,9 @@ final class OutputTests: XCTestCase {
                 "--validation-split", "--init-weights", "--save-weights",
                 "--metrics", "--vocab-size", "--help",
             ],
-            "predict": ["--weights", "--data", "--out", "--batch-size", "--help"],
+            "predict": [
+                "--weights", "--data", "--out", "--batch-size", "--help",
+            ],
             "evaluate": [
                 "--weights", "--data", "--loss-weights", "--batch-size",
                 "--json", "--help",
@@ -70,18 +72,23 @@ final class OutputTests: XCTestCase {
         let dir = try temporaryDirectory(for: self)
         let data = try DataSpec(rows: 30).write(to: dir + "/data")
         for ranks in [1, 2] {
-            let arguments = [
-                "train", "--data", data, "--epochs", "4", "--batch-size", "8",
-                "--validation-split", "0.2",
-            ] + smallModelOptions()
-            let result = ranks == 1
+            let arguments =
+                [
+                    "train", "--data", data, "--epochs", "4", "--batch-size",
+                    "8",
+                    "--validation-split", "0.2",
+                ] + smallModelOptions()
+            let result =
+                ranks == 1
                 ? try CLI.run(arguments)
                 : try CLI.runMPI(ranks: ranks, arguments)
             XCTAssertEqual(result.status, 0, result.transcript)
             XCTAssertFalse(result.stdout.contains("\r"), result.transcript)
             XCTAssertFalse(result.stdout.contains("\u{1B}"), result.transcript)
             XCTAssertFalse(result.stderr.contains("\r"), result.transcript)
-            let epochLines = result.stdoutLines.filter { $0.hasPrefix("Epoch ") }
+            let epochLines = result.stdoutLines.filter {
+                $0.hasPrefix("Epoch ")
+            }
             XCTAssertEqual(
                 epochLines, (1...4).map { "Epoch \($0)/4" }, result.transcript)
             // After each epoch line, one summary line with the step count
@@ -113,7 +120,8 @@ final class OutputTests: XCTestCase {
                 "evaluate", "--weights", small + "/weights.safetensors",
                 "--data", small, "--json", "--batch-size", "3",
             ]
-            let result = ranks == 1
+            let result =
+                ranks == 1
                 ? try CLI.run(evaluate) : try CLI.runMPI(ranks: ranks, evaluate)
             XCTAssertEqual(result.status, 0, result.transcript)
             XCTAssertEqual(
@@ -128,7 +136,8 @@ final class OutputTests: XCTestCase {
                 "predict", "--weights", small + "/weights.safetensors",
                 "--data", small, "--out", out, "--batch-size", "2",
             ]
-            let run = ranks == 1
+            let run =
+                ranks == 1
                 ? try CLI.run(predict) : try CLI.runMPI(ranks: ranks, predict)
             XCTAssertEqual(run.status, 0, run.transcript)
             let array = try NPY.read(contentsOf: out)
@@ -177,7 +186,8 @@ final class OutputTests: XCTestCase {
                         epoch[key] as? Double, "\(key) is not a number")
                     XCTAssertTrue(value.isFinite, key)
                     if key.contains("accuracy") || key.contains("auc") {
-                        XCTAssertTrue((0...1).contains(value), "\(key) \(value)")
+                        XCTAssertTrue(
+                            (0...1).contains(value), "\(key) \(value)")
                     } else {
                         XCTAssertGreaterThan(value, 0, key)
                     }
@@ -199,13 +209,15 @@ final class OutputTests: XCTestCase {
                 .write(to: dir + "/" + name)
             let log = dir + "/\(name).jsonl"
             for ranks in [1, 2] {
-                let arguments = [
-                    "train", "--data", data, "--epochs", "2",
-                    "--batch-size", "6", "--validation-split", "0.25",
-                    "--metrics", log,
-                    "--save-weights", dir + "/\(name).safetensors",
-                ] + smallModelOptions()
-                let result = ranks == 1
+                let arguments =
+                    [
+                        "train", "--data", data, "--epochs", "2",
+                        "--batch-size", "6", "--validation-split", "0.25",
+                        "--metrics", log,
+                        "--save-weights", dir + "/\(name).safetensors",
+                    ] + smallModelOptions()
+                let result =
+                    ranks == 1
                     ? try CLI.run(arguments)
                     : try CLI.runMPI(ranks: ranks, arguments)
                 XCTAssertEqual(result.status, 0, result.transcript)

@@ -62,7 +62,8 @@ final class RankEquivalenceTests: XCTestCase {
         XCTAssertEqual(referenceMetrics.count, 3, file: file, line: line)
         for ranks in 2...3 {
             let other = try XCTUnwrap(weights[ranks])
-            let diff = maxAbsDifference(reference, other, file: file, line: line)
+            let diff = maxAbsDifference(
+                reference, other, file: file, line: line)
             XCTAssertLessThanOrEqual(
                 diff, 1e-5, "weights on \(ranks) ranks vs 1 rank",
                 file: file, line: line)

@@ -29,7 +29,8 @@ final class ResumeTests: XCTestCase {
             let name = "trial\(trial)"
             let victim = trial % ranks
             let every = 1 + trial % 2
-            let context = "\(ranks) rank(s), rank \(victim) killed before "
+            let context =
+                "\(ranks) rank(s), rank \(victim) killed before "
                 + "step \(step) of \(job.totalSteps), checkpoints every "
                 + "\(every) (points \(points))"
             let options = ["--checkpoint-every", "\(every)"]
@@ -46,7 +47,8 @@ final class ResumeTests: XCTestCase {
                 FileManager.default.fileExists(atPath: job.weights(name)),
                 context)
             let resumed = try job.run(
-                ranks: ranks, job.arguments(name, extra: options + ["--resume"]))
+                ranks: ranks, job.arguments(name, extra: options + ["--resume"])
+            )
             XCTAssertEqual(resumed.status, 0, context + resumed.transcript)
             let expected = (step - 1) / every * every
             XCTAssertTrue(
@@ -69,18 +71,21 @@ final class ResumeTests: XCTestCase {
         let referenceMetrics = try readMetrics(job.metrics("reference"))
         for (before, after, step) in [(2, 1, 8), (1, 3, 12)] {
             let name = "r\(before)to\(after)"
-            let context = "\(before) rank(s) killed before step \(step), "
+            let context =
+                "\(before) rank(s) killed before step \(step), "
                 + "resumed on \(after)"
             let options = ["--checkpoint-every", "1"]
             _ = try job.run(
                 ranks: before, job.arguments(name, extra: options),
                 environment: ["HEADLINE_TEST_FAIL": "0:\(step):kill"])
             let resumed = try job.run(
-                ranks: after, job.arguments(name, extra: options + ["--resume"]))
+                ranks: after, job.arguments(name, extra: options + ["--resume"])
+            )
             XCTAssertEqual(resumed.status, 0, context + resumed.transcript)
             XCTAssertTrue(
                 resumed.stdout.contains(
-                    "written by \(before) rank(s); resuming on \(after) rank(s)"),
+                    "written by \(before) rank(s); resuming on \(after) rank(s)"
+                ),
                 context + resumed.transcript)
             let weights = try readTensors(job.weights(name))
             XCTAssertLessThanOrEqual(
@@ -108,7 +113,8 @@ final class ResumeTests: XCTestCase {
         for (signal, status) in [(SIGTERM, 143), (SIGINT, 130)] {
             let name = "signal\(signal)"
             let running = try job.start(
-                ranks: 1, job.arguments(name, extra: ["--checkpoint-every", "2"]),
+                ranks: 1,
+                job.arguments(name, extra: ["--checkpoint-every", "2"]),
                 environment: ["HEADLINE_TEST_STEP_DELAY_MS": "40"])
             XCTAssertTrue(
                 running.wait(upTo: 20) { !job.checkpointFiles(name).isEmpty },
@@ -120,9 +126,11 @@ final class ResumeTests: XCTestCase {
                 signalName: signal == SIGTERM ? "SIGTERM" : "SIGINT")
             let resumed = try job.run(
                 ranks: 1,
-                job.arguments(name, extra: ["--checkpoint-every", "2", "--resume"]))
+                job.arguments(
+                    name, extra: ["--checkpoint-every", "2", "--resume"]))
             XCTAssertEqual(resumed.status, 0, resumed.transcript)
-            _ = try job.assertSameOutputs(name, as: reference, "signal \(signal)")
+            _ = try job.assertSameOutputs(
+                name, as: reference, "signal \(signal)")
         }
     }
 
@@ -139,7 +147,8 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(
             running.wait(upTo: 30) { !job.checkpointFiles(name).isEmpty },
             "no checkpoint appeared")
-        let rank0 = try XCTUnwrap(mpiRanks(of: running.pid)[0], "rank 0 not found")
+        let rank0 = try XCTUnwrap(
+            mpiRanks(of: running.pid)[0], "rank 0 not found")
         kill(rank0, SIGTERM)
         let stopped = running.finish()
         try checkStopped(
@@ -191,15 +200,18 @@ final class ResumeTests: XCTestCase {
             XCTAssertFalse(
                 result.signaled, result.transcript, file: file, line: line)
             XCTAssertEqual(
-                result.status, status, result.transcript, file: file, line: line)
+                result.status, status, result.transcript, file: file, line: line
+            )
         }
         XCTAssertEqual(
-            occurrences(of: "\(signalName): stopped before step", in: result.output),
+            occurrences(
+                of: "\(signalName): stopped before step", in: result.output),
             1, result.transcript, file: file, line: line)
         let files = job.checkpointFiles(name)
         let newest = try XCTUnwrap(files.last, file: file, line: line)
         XCTAssertTrue(
-            result.stdout.contains("checkpoint \(job.checkpoints(name))/\(newest)"),
+            result.stdout.contains(
+                "checkpoint \(job.checkpoints(name))/\(newest)"),
             "the message names another file than the newest, \(newest):\n"
                 + result.transcript, file: file, line: line)
         XCTAssertNotEqual(
@@ -227,21 +239,25 @@ final class ResumeTests: XCTestCase {
         let resumed = try job.run(
             ranks: 1, job.arguments("more", extra: ["--resume"]))
         XCTAssertEqual(resumed.status, 0, resumed.transcript)
-        XCTAssertTrue(resumed.stdout.hasPrefix("resuming from"), resumed.transcript)
+        XCTAssertTrue(
+            resumed.stdout.hasPrefix("resuming from"), resumed.transcript)
         XCTAssertFalse(resumed.stdout.contains("Epoch 1/3"), resumed.transcript)
         _ = try job.assertSameOutputs("more", as: reference, "1 + 2 epochs")
 
         // Asking for fewer epochs than the checkpoint has done is refused
         // rather than silently returning later weights.
         let killed = try job.run(
-            ranks: 1, job.arguments("past", extra: ["--checkpoint-every", "1"]),
+            ranks: 1,
+            job.arguments("past", extra: ["--checkpoint-every", "1"]),
             environment: ["HEADLINE_TEST_FAIL": "0:8:kill"])
         XCTAssertTrue(killed.signaled, killed.transcript)
         let past = try job.run(
             ranks: 1,
-            short.arguments("past", extra: ["--checkpoint-every", "1", "--resume"]))
+            short.arguments(
+                "past", extra: ["--checkpoint-every", "1", "--resume"]))
         XCTAssertEqual(past.status, 1, past.transcript)
-        XCTAssertTrue(past.stderr.contains("past the --epochs 1"), past.transcript)
+        XCTAssertTrue(
+            past.stderr.contains("past the --epochs 1"), past.transcript)
     }
 
     /// A truncated newest checkpoint is reported by name and the one
@@ -259,7 +275,8 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(files.count, 3, "\(files)")  // --keep-checkpoints 3
         let newest = job.checkpoints("damaged") + "/" + files.last!
         let bytes = try Data(contentsOf: URL(fileURLWithPath: newest))
-        try bytes.prefix(bytes.count - 100).write(to: URL(fileURLWithPath: newest))
+        try bytes.prefix(bytes.count - 100).write(
+            to: URL(fileURLWithPath: newest))
         let resumed = try job.run(
             ranks: 1, job.arguments("damaged", extra: options + ["--resume"]))
         XCTAssertEqual(resumed.status, 0, resumed.transcript)
@@ -267,15 +284,18 @@ final class ResumeTests: XCTestCase {
             resumed.stderr.contains("checkpoint \(newest) is damaged"),
             resumed.transcript)
         XCTAssertTrue(
-            resumed.stdout.contains("resuming from "
-                + job.checkpoints("damaged") + "/" + files[files.count - 2]),
+            resumed.stdout.contains(
+                "resuming from "
+                    + job.checkpoints("damaged") + "/" + files[files.count - 2]),
             resumed.transcript)
-        _ = try job.assertSameOutputs("damaged", as: reference, "damaged newest")
+        _ = try job.assertSameOutputs(
+            "damaged", as: reference, "damaged newest")
 
         // Every checkpoint damaged: an error naming them.
         for name in job.checkpointFiles("damaged") {
             let path = job.checkpoints("damaged") + "/" + name
-            var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            var bytes = [UInt8](
+                try Data(contentsOf: URL(fileURLWithPath: path)))
             bytes[bytes.count / 2] ^= 0xFF
             try Data(bytes).write(to: URL(fileURLWithPath: path))
         }
@@ -290,7 +310,8 @@ final class ResumeTests: XCTestCase {
             ranks: 1, job.arguments("fresh", extra: ["--resume"]))
         XCTAssertEqual(fresh.status, 0, fresh.transcript)
         XCTAssertTrue(fresh.stdout.contains("no checkpoint"), fresh.transcript)
-        _ = try job.assertSameOutputs("fresh", as: reference, "resume, none yet")
+        _ = try job.assertSameOutputs(
+            "fresh", as: reference, "resume, none yet")
     }
 
     /// A setting that must match, changed on resume, is refused naming it;
@@ -320,10 +341,12 @@ final class ResumeTests: XCTestCase {
         }
         // Another data file with the same shape.
         try DataSpec(rows: 30, seed: 99).write(to: job.data)
-        let data = try job.run(ranks: 1, job.arguments("s", extra: ["--resume"]))
+        let data = try job.run(
+            ranks: 1, job.arguments("s", extra: ["--resume"]))
         XCTAssertEqual(data.status, 1, data.transcript)
         XCTAssertTrue(
-            data.stderr.contains("the data file main_input.npy"), data.transcript)
+            data.stderr.contains("the data file main_input.npy"),
+            data.transcript)
 
         let again = try job.run(ranks: 1, job.arguments("s"))
         XCTAssertEqual(again.status, 1, again.transcript)

@@ -80,7 +80,8 @@ struct RobustnessJob {
         }
         let result = try run(
             ranks: ranks, arguments(name), file: file, line: line)
-        XCTAssertEqual(result.status, 0, result.transcript, file: file, line: line)
+        XCTAssertEqual(
+            result.status, 0, result.transcript, file: file, line: line)
         let made = try outputs(name)
         RobustnessJob.references[key] = made
         return made
@@ -99,8 +100,9 @@ struct RobustnessJob {
 
     /// The checkpoint files of run `name`, oldest first.
     func checkpointFiles(_ name: String) -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(
-            atPath: checkpoints(name))) ?? []
+        let names =
+            (try? FileManager.default.contentsOfDirectory(
+                atPath: checkpoints(name))) ?? []
         return names.filter {
             $0.hasPrefix("ckpt-e") && $0.hasSuffix(".safetensors")
         }.sorted()
@@ -116,7 +118,8 @@ struct RobustnessJob {
             return false
         }
         let mine = try outputs(name)
-        let same = mine.weights == reference.weights
+        let same =
+            mine.weights == reference.weights
             && mine.metrics == reference.metrics
         XCTAssertEqual(
             mine.weights, reference.weights,
@@ -134,12 +137,14 @@ struct RobustnessJob {
 /// processes whose environment has OMPI_COMM_WORLD_RANK.
 func mpiRanks(of parent: Int32) -> [Int: Int32] {
     var ranks: [Int: Int32] = [:]
-    let tasks = (try? FileManager.default.contentsOfDirectory(
-        atPath: "/proc/\(parent)/task")) ?? []
+    let tasks =
+        (try? FileManager.default.contentsOfDirectory(
+            atPath: "/proc/\(parent)/task")) ?? []
     for task in tasks {
-        guard let text = try? String(
-            contentsOfFile: "/proc/\(parent)/task/\(task)/children",
-            encoding: .utf8)
+        guard
+            let text = try? String(
+                contentsOfFile: "/proc/\(parent)/task/\(task)/children",
+                encoding: .utf8)
         else { continue }
         for word in text.split(separator: " ") {
             guard let pid = Int32(word),
@@ -149,7 +154,8 @@ func mpiRanks(of parent: Int32) -> [Int: Int32] {
             for entry in environ.split(separator: 0) {
                 let text = String(decoding: entry, as: UTF8.self)
                 if text.hasPrefix("OMPI_COMM_WORLD_RANK="),
-                    let rank = Int(text.dropFirst("OMPI_COMM_WORLD_RANK=".count))
+                    let rank = Int(
+                        text.dropFirst("OMPI_COMM_WORLD_RANK=".count))
                 {
                     ranks[rank] = pid
                 }

@@ -6,13 +6,20 @@ final class TokenizerTests: XCTestCase {
     func testWordsLowerCasePunctuationAndApostrophes() {
         XCTAssertEqual(
             Tokenizer.words("Don't STOP—the U.S. 2017-07-14, it’s #LIVE!"),
-            ["don't", "stop", "the", "u", "s", "2017", "07", "14", "it’s", "live"])
-        XCTAssertEqual(Tokenizer.words("Ünïcode Straße naïve café"), ["ünïcode", "straße", "naïve", "café"])
+            [
+                "don't", "stop", "the", "u", "s", "2017", "07", "14", "it’s",
+                "live",
+            ])
+        XCTAssertEqual(
+            Tokenizer.words("Ünïcode Straße naïve café"),
+            ["ünïcode", "straße", "naïve", "café"])
         XCTAssertEqual(Tokenizer.words("  ...  !!! "), [])
         XCTAssertEqual(Tokenizer.words("a_b\nc\td"), ["a", "b", "c", "d"])
         // Emoji (with or without a variation selector) are not words; a
         // combining accent stays with its letter and starts no word.
-        XCTAssertEqual(Tokenizer.words("❤️ 😂👌 \u{0301}x caf\u{0065}\u{0301}"), ["x", "caf\u{0065}\u{0301}"])
+        XCTAssertEqual(
+            Tokenizer.words("❤️ 😂👌 \u{0301}x caf\u{0065}\u{0301}"),
+            ["x", "caf\u{0065}\u{0301}"])
         XCTAssertEqual(Tokenizer.words("I ❤️NY"), ["i", "ny"])
     }
 
@@ -45,7 +52,8 @@ final class TokenizerTests: XCTestCase {
     }
 
     func testEndToEndFromText() {
-        let training = ["The cat, the HAT.", "A cat's hat; the end"].map(Tokenizer.words)
+        let training = ["The cat, the HAT.", "A cat's hat; the end"].map(
+            Tokenizer.words)
         // the 3, hat 2, cat 1, a 1, cat's 1, end 1
         let v = Vocabulary.build(from: training, size: 6)  // 4 words
         XCTAssertEqual(v.words, ["the", "hat", "cat", "a"])
@@ -56,20 +64,23 @@ final class TokenizerTests: XCTestCase {
 
     func testVocabularyFileRoundTripAndChecks() throws {
         let dir = NSTemporaryDirectory() + "vocab-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/vocabulary.txt"
         let v = Vocabulary(words: ["b", "a", "don't"])
         try v.fileText.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertEqual(try Vocabulary.read(path: path).words, v.words)
         XCTAssertEqual(try loadVocabulary(path: path, size: 5).words, v.words)
-        XCTAssertThrowsError(try loadVocabulary(path: path, size: 10000)) { error in
+        XCTAssertThrowsError(try loadVocabulary(path: path, size: 10000)) {
+            error in
             let message = "\(error)"
             XCTAssertTrue(message.contains("5"), message)
             XCTAssertTrue(message.contains("10000"), message)
             XCTAssertTrue(message.hasPrefix(path), message)
         }
-        try "b\nTwo Words\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "b\nTwo Words\n".write(
+            toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try Vocabulary.read(path: path)) { error in
             XCTAssertTrue("\(error)".contains("line 2"), "\(error)")
         }

@@ -60,7 +60,8 @@ final class FixtureTests: XCTestCase {
         XCTAssertTrue(weights.allSatisfy { $0.array.elementType == .float32 })
         // The forget-gate block of the LSTM bias is 1.0 plus noise.
         let bias = try XCTUnwrap(
-            weights.first { $0.name == "lstm/lstm_cell/bias" }).array.floats()
+            weights.first { $0.name == "lstm/lstm_cell/bias" }
+        ).array.floats()
         XCTAssertTrue(bias[4..<8].allSatisfy { $0 > 0.7 && $0 < 1.3 })
         let metadata = try SafeTensors.readMetadata(
             contentsOf: fixtureURL("tiny", "weights.safetensors").path)
@@ -87,7 +88,8 @@ final class FixtureTests: XCTestCase {
                 paths.append(path)
             }
         }
-        let output = try runPython("""
+        let output = try runPython(
+            """
             import sys, json, struct
             import numpy as np
             out = {}
@@ -113,8 +115,9 @@ final class FixtureTests: XCTestCase {
                         a.reshape(info['shape']))
             print(json.dumps(out))
             """, paths)
-        let theirs = try JSONSerialization.jsonObject(
-            with: Data(output.utf8)) as? [String: String]
+        let theirs =
+            try JSONSerialization.jsonObject(
+                with: Data(output.utf8)) as? [String: String]
         XCTAssertEqual(theirs?.count, ours.count)
         XCTAssertEqual(theirs, ours)
         XCTAssertGreaterThan(ours.count, 3 * (9 + 10 * 14) - 1)

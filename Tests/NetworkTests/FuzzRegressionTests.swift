@@ -9,16 +9,23 @@ import XCTest
 final class FuzzRegressionTests: XCTestCase {
     func testNPYCrashers() throws {
         for (name, bytes) in try fuzzCrashers("npy") {
-            XCTAssertThrowsError(try NPY.decode(bytes, file: name), name) { error in
-                XCTAssertTrue(error is FileFormatError, "\(name): \(type(of: error)) \(error)")
+            XCTAssertThrowsError(try NPY.decode(bytes, file: name), name) {
+                error in
+                XCTAssertTrue(
+                    error is FileFormatError,
+                    "\(name): \(type(of: error)) \(error)")
             }
         }
     }
 
     func testSafeTensorsCrashers() throws {
         for (name, bytes) in try fuzzCrashers("safetensors") {
-            XCTAssertThrowsError(try SafeTensors.decode(bytes, file: name), name) { error in
-                XCTAssertTrue(error is FileFormatError, "\(name): \(type(of: error)) \(error)")
+            XCTAssertThrowsError(
+                try SafeTensors.decode(bytes, file: name), name
+            ) { error in
+                XCTAssertTrue(
+                    error is FileFormatError,
+                    "\(name): \(type(of: error)) \(error)")
             }
         }
     }

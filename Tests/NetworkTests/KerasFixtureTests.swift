@@ -50,7 +50,8 @@ final class KerasFixtureTests: XCTestCase {
         let auxValues = aux.floats(), labelValues = labels.floats()
         for r in 0..<rows {
             let t = config.sequenceLength, a = config.auxFeatures
-            Array(idValues[(r * t)..<(r * t + t)]).withUnsafeBufferPointer { i in
+            Array(idValues[(r * t)..<(r * t + t)]).withUnsafeBufferPointer {
+                i in
                 Array(auxValues[(r * a)..<(r * a + a)])
                     .withUnsafeBufferPointer { x in
                         batch.append(ids: i, aux: x, label: labelValues[r])
@@ -67,9 +68,10 @@ final class KerasFixtureTests: XCTestCase {
     func tensors(_ folder: String, _ file: String) throws -> [String: [Float]] {
         let list = try SafeTensors.read(
             contentsOf: fixtureURL(folder, file).path)
-        return Dictionary(uniqueKeysWithValues: list.map {
-            ($0.name, $0.array.floats())
-        })
+        return Dictionary(
+            uniqueKeysWithValues: list.map {
+                ($0.name, $0.array.floats())
+            })
     }
 
     func losses(_ folder: String) throws -> [String: Any] {
@@ -145,8 +147,10 @@ final class KerasFixtureTests: XCTestCase {
             for r in 0..<f.batch.count {
                 let (zm, za) = f.model.logits(r)
                 let y = f.batch.labels[r]
-                let lm = Double(Activations.binaryCrossEntropy(logit: zm, label: y))
-                let la = Double(Activations.binaryCrossEntropy(logit: za, label: y))
+                let lm = Double(
+                    Activations.binaryCrossEntropy(logit: zm, label: y))
+                let la = Double(
+                    Activations.binaryCrossEntropy(logit: za, label: y))
                 XCTAssertEqual(
                     lm, perSample["main_output"]![r],
                     accuracy: 1e-5 * abs(perSample["main_output"]![r]))
@@ -202,7 +206,8 @@ final class KerasFixtureTests: XCTestCase {
                     // Only step 1's is comparable: Keras' later losses
                     // follow its per-occurrence embedding update, which
                     // the textbook update deliberately does not.
-                    let record = (try losses(folder)["train_on_batch_losses"]
+                    let record =
+                        (try losses(folder)["train_on_batch_losses"]
                         as! [[String: Any]])[step - 1]
                     let want = record["loss"] as! Double
                     let s = f.model.lossSums(labels: f.batch.labels)

@@ -47,7 +47,8 @@ private func headerLengthField(_ n: UInt64) -> [UInt8] {
 final class MalformedInputTests: XCTestCase {
     private let npyCases: [Malformed] = {
         let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
-        let deep = String(repeating: "(", count: 200)
+        let deep =
+            String(repeating: "(", count: 200)
             + String(repeating: ")", count: 200)
         var nonUTF8 = npyFile(header(), data: twoFloats, version: 3)
         nonUTF8[14] = 0xC3  // a lead byte followed by ASCII: not UTF-8
@@ -166,7 +167,8 @@ final class MalformedInputTests: XCTestCase {
         func file(_ json: String, _ data: [UInt8] = twoFloats) -> [UInt8] {
             safetensorsFile(json, data: data)
         }
-        let deep = String(repeating: "[", count: 100)
+        let deep =
+            String(repeating: "[", count: 100)
             + String(repeating: "]", count: 100)
         return [
             Malformed("short", [1, 2, 3, 4, 5], ["at least the 8-byte"]),
@@ -215,21 +217,24 @@ final class MalformedInputTests: XCTestCase {
             Malformed(
                 "huge offsets",
                 file(
-                    "{" + entry(
-                        "w", shape: "[1152921504606846976]",
-                        offsets: "[0,4611686018427387904]") + "}"),
+                    "{"
+                        + entry(
+                            "w", shape: "[1152921504606846976]",
+                            offsets: "[0,4611686018427387904]") + "}"),
                 ["past the end of the data"]),
             Malformed(
                 "data cut short", file("{\(entry("w"))}", [1, 2, 3]),
                 ["past the end of the data (3 bytes"]),
             Malformed(
                 "overlap",
-                file("{\(entry("a")),\(entry("b", offsets: "[4,12]"))}",
+                file(
+                    "{\(entry("a")),\(entry("b", offsets: "[4,12]"))}",
                     twoFloats + twoFloats),
                 ["'a' [0, 8] and 'b' [4, 12] overlap"]),
             Malformed(
                 "byte count",
-                file("{\(entry("w", shape: "[2,2]", offsets: "[0,12]"))}",
+                file(
+                    "{\(entry("w", shape: "[2,2]", offsets: "[0,12]"))}",
                     twoFloats + twoFloats),
                 ["shape [2, 2] of F32 needs 16 bytes", "span 12"]),
             Malformed(
@@ -248,9 +253,10 @@ final class MalformedInputTests: XCTestCase {
             Malformed(
                 "byte overflow",
                 file(
-                    "{" + entry(
-                        "w", dtype: "\"F64\"",
-                        shape: "[4611686018427387904]") + "}"),
+                    "{"
+                        + entry(
+                            "w", dtype: "\"F64\"",
+                            shape: "[4611686018427387904]") + "}"),
                 ["needs more bytes than a 64-bit Int"]),
             Malformed(
                 "integer too big",
@@ -270,8 +276,9 @@ final class MalformedInputTests: XCTestCase {
                 ["tensor 'w' has no \"data_offsets\""]),
             Malformed(
                 "extra key",
-                file(#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"#
-                    + #""extra":1}}"#),
+                file(
+                    #"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"#
+                        + #""extra":1}}"#),
                 ["unexpected key \"extra\""]),
             Malformed(
                 "entry not object", file(#"{"w":"F32"}"#),
@@ -408,8 +415,10 @@ final class MalformedInputTests: XCTestCase {
             ["more than this machine's", "of memory"])
 
         let stPath = dir + "/huge.safetensors"
-        let json = "{" + entry(
-            "w", shape: "[\(count)]", offsets: "[0,\(4 * count)]") + "}"
+        let json =
+            "{"
+            + entry(
+                "w", shape: "[\(count)]", offsets: "[0,\(4 * count)]") + "}"
         let stBytes = safetensorsFile(json)
         try makeSparseFile(
             stPath, prefix: stBytes, size: stBytes.count + 4 * count)

@@ -69,8 +69,10 @@ final class MatrixProductTests: XCTestCase {
         a.withUnsafeBufferPointer { ap in
             b.withUnsafeBufferPointer { bp in
                 c.withUnsafeMutableBufferPointer { cp in
-                    let (pa, pb, pc) = (ap.baseAddress!, bp.baseAddress!,
-                                        cp.baseAddress!)
+                    let (pa, pb, pc) = (
+                        ap.baseAddress!, bp.baseAddress!,
+                        cp.baseAddress!
+                    )
                     switch form {
                     case .plain:
                         MatrixProducts.multiply(
@@ -89,7 +91,8 @@ final class MatrixProductTests: XCTestCase {
             }
         }
 
-        let shape = "\(form) m=\(m) n=\(n) k=\(k) accumulate=\(accumulate) "
+        let shape =
+            "\(form) m=\(m) n=\(n) k=\(k) accumulate=\(accumulate) "
             + "lda=\(lda) ldb=\(ldb) ldc=\(ldc)"
         for i in 0..<m {
             for j in 0..<n {
@@ -192,7 +195,8 @@ final class MatrixProductTests: XCTestCase {
             (.plain, 70, 128, 512), (.transposedA, 512, 128, 70),
             (.transposedB, 70, 512, 128), (.plain, 32, 128, 32),
             (.transposedA, 32, 128, 32), (.transposedB, 32, 32, 128),
-            (.plain, 32, 32, 128), (.plain, 32, 1, 32), (.transposedB, 32, 64, 1),
+            (.plain, 32, 32, 128), (.plain, 32, 1, 32),
+            (.transposedB, 32, 64, 1),
         ]
         for (form, m, n, k) in cases {
             for accumulate in [false, true] {
@@ -217,8 +221,10 @@ final class MatrixProductTests: XCTestCase {
             (.plain, .plain), (.transposedA, .transposedA),
             (.transposedB, .transposedB),
         ]
-        for (m, n, k) in [(13, 130, 40), (7, 47, 300), (32, 128, 32),
-                          (6, 16, 5), (1, 113, 1)] {
+        for (m, n, k) in [
+            (13, 130, 40), (7, 47, 300), (32, 128, 32),
+            (6, 16, 5), (1, 113, 1),
+        ] {
             for (form, blocked) in forms {
                 let aCount = m * k, bCount = k * n
                 let a = (0..<aCount).map { _ in g.float() }

@@ -111,8 +111,9 @@ final class NPYTests: XCTestCase {
     }
 
     func testHeaderIsPaddedTo64AndVersion1() {
-        for shape in shapes + [[123_456_789, 0], Array(repeating: 1, count: 30)]
-        {
+        for shape in shapes + [
+            [123_456_789, 0], Array(repeating: 1, count: 30),
+        ] {
             let bytes = NPY.encode(formulaArray(.float32, shape: shape))
             XCTAssertEqual(bytes[6], 1, "version for \(shape)")
             let headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
@@ -149,12 +150,13 @@ final class NPYTests: XCTestCase {
         let json = String(
             decoding: try JSONSerialization.data(withJSONObject: spec),
             as: UTF8.self)
-        try runPython(pythonFormula + """
-            d = sys.argv[1]
-            for case in json.loads(sys.argv[2]):
-                a = formula(case['descr'], tuple(case['shape']))
-                np.save(d + '/' + case['name'] + '.npy', a)
-            """, [dir, json])
+        try runPython(
+            pythonFormula + """
+                d = sys.argv[1]
+                for case in json.loads(sys.argv[2]):
+                    a = formula(case['descr'], tuple(case['shape']))
+                    np.save(d + '/' + case['name'] + '.npy', a)
+                """, [dir, json])
         for (i, (type, shape)) in cases.enumerated() {
             let numpyBytes = try Array(
                 Data(contentsOf: URL(fileURLWithPath: dir + "/case\(i).npy")))
@@ -182,22 +184,23 @@ final class NPYTests: XCTestCase {
         let specPath = dir + "/spec.json"
         try JSONSerialization.data(withJSONObject: spec)
             .write(to: URL(fileURLWithPath: specPath))
-        let output = try runPython(pythonFormula + """
-            d = sys.argv[1]
-            spec = json.load(open(sys.argv[2]))
-            for case in spec:
-                path = d + '/' + case['file']
-                a = np.load(path)
-                assert a.dtype.str == case['descr'], (path, a.dtype.str)
-                assert a.shape == tuple(case['shape']), (path, a.shape)
-                assert a.flags.c_contiguous, path
-                unsigned = '<u%d' % a.dtype.itemsize
-                bits = a.reshape(-1).view(unsigned).tolist()
-                assert bits == [int(b) for b in case['bits']], path
-                major, header, start = header_of(path)
-                assert major == 1 and start % 64 == 0, (path, major, start)
-            print('checked', len(spec))
-            """, [dir, specPath])
+        let output = try runPython(
+            pythonFormula + """
+                d = sys.argv[1]
+                spec = json.load(open(sys.argv[2]))
+                for case in spec:
+                    path = d + '/' + case['file']
+                    a = np.load(path)
+                    assert a.dtype.str == case['descr'], (path, a.dtype.str)
+                    assert a.shape == tuple(case['shape']), (path, a.shape)
+                    assert a.flags.c_contiguous, path
+                    unsigned = '<u%d' % a.dtype.itemsize
+                    bits = a.reshape(-1).view(unsigned).tolist()
+                    assert bits == [int(b) for b in case['bits']], path
+                    major, header, start = header_of(path)
+                    assert major == 1 and start % 64 == 0, (path, major, start)
+                print('checked', len(spec))
+                """, [dir, specPath])
         XCTAssertEqual(
             output.trimmingCharacters(in: .whitespacesAndNewlines),
             "checked \(spec.count)")
@@ -208,22 +211,25 @@ final class NPYTests: XCTestCase {
     /// the property, so these tests cannot pass on plain files.
     func testReadsNumpyFortranBigEndianAndNewerVersions() throws {
         let dir = try makeTemporaryDirectory(for: self)
-        let cases: [(name: String, type: ElementType, descr: String,
-            shape: [Int], fortran: Bool, version: Int)] = [
-            ("f4_fortran", .float32, "<f4", [2, 3], true, 1),
-            ("f8_fortran", .float64, "<f8", [2, 3, 4], true, 1),
-            ("i4_fortran", .int32, "<i4", [3, 1, 2], true, 1),
-            ("i8_fortran", .int64, "<i8", [4, 5], true, 1),
-            ("f4_big", .float32, ">f4", [2, 3], false, 1),
-            ("f8_big", .float64, ">f8", [5], false, 1),
-            ("i4_big", .int32, ">i4", [2, 2], false, 1),
-            ("i8_big", .int64, ">i8", [3], false, 1),
-            ("f4_big_scalar", .float32, ">f4", [], false, 1),
-            ("f8_big_fortran", .float64, ">f8", [3, 4], true, 1),
-            ("f4_v2", .float32, "<f4", [2, 3], false, 2),
-            ("i8_v3", .int64, "<i8", [4], false, 3),
-            ("i4_v2_big_fortran", .int32, ">i4", [2, 3, 2], true, 2),
-        ]
+        let cases:
+            [(
+                name: String, type: ElementType, descr: String,
+                shape: [Int], fortran: Bool, version: Int
+            )] = [
+                ("f4_fortran", .float32, "<f4", [2, 3], true, 1),
+                ("f8_fortran", .float64, "<f8", [2, 3, 4], true, 1),
+                ("i4_fortran", .int32, "<i4", [3, 1, 2], true, 1),
+                ("i8_fortran", .int64, "<i8", [4, 5], true, 1),
+                ("f4_big", .float32, ">f4", [2, 3], false, 1),
+                ("f8_big", .float64, ">f8", [5], false, 1),
+                ("i4_big", .int32, ">i4", [2, 2], false, 1),
+                ("i8_big", .int64, ">i8", [3], false, 1),
+                ("f4_big_scalar", .float32, ">f4", [], false, 1),
+                ("f8_big_fortran", .float64, ">f8", [3, 4], true, 1),
+                ("f4_v2", .float32, "<f4", [2, 3], false, 2),
+                ("i8_v3", .int64, "<i8", [4], false, 3),
+                ("i4_v2_big_fortran", .int32, ">i4", [2, 3, 2], true, 2),
+            ]
         let spec = cases.map {
             [
                 "name": $0.name, "descr": $0.descr, "shape": $0.shape,
@@ -233,22 +239,23 @@ final class NPYTests: XCTestCase {
         let json = String(
             decoding: try JSONSerialization.data(withJSONObject: spec),
             as: UTF8.self)
-        try runPython(pythonFormula + """
-            d = sys.argv[1]
-            for case in json.loads(sys.argv[2]):
-                a = formula(case['descr'], tuple(case['shape']))
-                if case['fortran']:
-                    a = np.asfortranarray(a)
-                path = d + '/' + case['name'] + '.npy'
-                with open(path, 'wb') as f:
-                    np.lib.format.write_array(
-                        f, a, version=(case['version'], 0))
-                major, header, _ = header_of(path)
-                assert major == case['version'], (path, major)
-                flag = "'fortran_order': %s" % case['fortran']
-                assert flag in header, (path, header)
-                assert "'descr': '%s'" % case['descr'] in header, header
-            """, [dir, json])
+        try runPython(
+            pythonFormula + """
+                d = sys.argv[1]
+                for case in json.loads(sys.argv[2]):
+                    a = formula(case['descr'], tuple(case['shape']))
+                    if case['fortran']:
+                        a = np.asfortranarray(a)
+                    path = d + '/' + case['name'] + '.npy'
+                    with open(path, 'wb') as f:
+                        np.lib.format.write_array(
+                            f, a, version=(case['version'], 0))
+                    major, header, _ = header_of(path)
+                    assert major == case['version'], (path, major)
+                    flag = "'fortran_order': %s" % case['fortran']
+                    assert flag in header, (path, header)
+                    assert "'descr': '%s'" % case['descr'] in header, header
+                """, [dir, json])
         for c in cases {
             let array = try NPY.read(contentsOf: dir + "/\(c.name).npy")
             let expected = formulaArray(c.type, shape: c.shape)
@@ -258,7 +265,8 @@ final class NPYTests: XCTestCase {
 
     func testRefusesUnsupportedNumpyDtypes() throws {
         let dir = try makeTemporaryDirectory(for: self)
-        try runPython("""
+        try runPython(
+            """
             import sys
             import numpy as np
             d = sys.argv[1]

@@ -78,7 +78,8 @@ struct ReferenceModel {
             let mk = weight(w, "main_output/kernel")
             var zm = at(weight(w, "main_output/bias"), 0)
             for p in 0..<h { zm += x[p] * at(mk, p) }
-            total += mainWeight * bce(zm, labels[b])
+            total +=
+                mainWeight * bce(zm, labels[b])
                 + auxWeight * bce(za, labels[b])
         }
         return total * scale

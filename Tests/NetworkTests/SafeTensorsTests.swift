@@ -20,7 +20,8 @@ private func summary(_ tensors: [(name: String, array: HostArray)])
 {
     var out: [String: String] = [:]
     for (name, array) in tensors {
-        out[name] = "\(array.elementType) \(array.shape) "
+        out[name] =
+            "\(array.elementType) \(array.shape) "
             + "\(bitPatterns(array))"
     }
     return out
@@ -28,29 +29,30 @@ private func summary(_ tensors: [(name: String, array: HostArray)])
 
 /// The tensors that the compatibility scripts write and expect, built
 /// with `formulaArray` on this side and `formula` on the Python side.
-private let formulaTensors: [(name: String, type: ElementType, shape: [Int])]
-    = [
+private let formulaTensors: [(name: String, type: ElementType, shape: [Int])] =
+    [
         ("dense/kernel", .float32, [3, 4]), ("dense/bias", .float32, [4]),
         ("wide", .float64, [2, 2, 2]), ("ids", .int32, [5, 1]),
         ("steps", .int64, [3]), ("scalar", .float32, []),
         ("empty", .float32, [0, 3]),
     ]
 
-private let pythonFormulaTensors = pythonFormula + """
-    dtypes = {'float32': '<f4', 'float64': '<f8', 'int32': '<i4',
-              'int64': '<i8'}
-    spec = json.loads(sys.argv[2])
-    tensors = {name: formula(dtypes[t], tuple(shape))
-               for name, t, shape in spec}
-    def check(loaded):
-        assert sorted(loaded) == sorted(tensors), (sorted(loaded))
-        for name, want in tensors.items():
-            got = loaded[name]
-            assert got.dtype == want.dtype, (name, got.dtype)
-            assert got.shape == want.shape, (name, got.shape)
-            assert np.array_equal(got, want), name
+private let pythonFormulaTensors =
+    pythonFormula + """
+        dtypes = {'float32': '<f4', 'float64': '<f8', 'int32': '<i4',
+                  'int64': '<i8'}
+        spec = json.loads(sys.argv[2])
+        tensors = {name: formula(dtypes[t], tuple(shape))
+                   for name, t, shape in spec}
+        def check(loaded):
+            assert sorted(loaded) == sorted(tensors), (sorted(loaded))
+            for name, want in tensors.items():
+                got = loaded[name]
+                assert got.dtype == want.dtype, (name, got.dtype)
+                assert got.shape == want.shape, (name, got.shape)
+                assert np.array_equal(got, want), name
 
-    """
+        """
 
 final class SafeTensorsTests: XCTestCase {
     private var formulaSpec: String {
@@ -130,7 +132,8 @@ final class SafeTensorsTests: XCTestCase {
     /// Tensors come back ordered by data offset, not by header order; empty
     /// tensors at the same offset keep their header order.
     func testDecodeOrdersByDataOffset() throws {
-        let header = #"{"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},"#
+        let header =
+            #"{"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},"#
             + #""e2":{"dtype":"F32","shape":[0],"data_offsets":[8,8]},"#
             + #""e1":{"dtype":"F32","shape":[0],"data_offsets":[8,8]},"#
             + #""a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
@@ -183,18 +186,19 @@ final class SafeTensorsTests: XCTestCase {
         try SafeTensors.write(
             formulaArrays, to: dir + "/ours.safetensors",
             metadata: ["format": "np", "note": "ä\"b"])
-        let output = try runPython(pythonFormulaTensors + """
-            from safetensors.numpy import load_file, save_file
-            from safetensors import safe_open
-            d = sys.argv[1]
-            check(load_file(d + '/ours.safetensors'))
-            with safe_open(d + '/ours.safetensors', framework='numpy') as f:
-                assert f.metadata() == {'format': 'np', 'note': 'ä"b'}, \\
-                    f.metadata()
-            save_file(tensors, d + '/theirs.safetensors',
-                      metadata={'from': 'python', 'x': 'y'})
-            print('ok')
-            """, [dir, formulaSpec])
+        let output = try runPython(
+            pythonFormulaTensors + """
+                from safetensors.numpy import load_file, save_file
+                from safetensors import safe_open
+                d = sys.argv[1]
+                check(load_file(d + '/ours.safetensors'))
+                with safe_open(d + '/ours.safetensors', framework='numpy') as f:
+                    assert f.metadata() == {'format': 'np', 'note': 'ä"b'}, \\
+                        f.metadata()
+                save_file(tensors, d + '/theirs.safetensors',
+                          metadata={'from': 'python', 'x': 'y'})
+                print('ok')
+                """, [dir, formulaSpec])
         XCTAssertEqual(output, "ok\n")
         let theirs = dir + "/theirs.safetensors"
         XCTAssertEqual(
@@ -212,47 +216,48 @@ final class SafeTensorsTests: XCTestCase {
         try SafeTensors.write(
             formulaArrays, to: dir + "/ours.safetensors",
             metadata: ["format": "np"])
-        let output = try runPython(pythonFormulaTensors + """
-            import struct
-            codes = {'F32': '<f4', 'F64': '<f8', 'I32': '<i4', 'I64': '<i8'}
-            names = {v: k for k, v in codes.items()}
-            def read(path):
-                raw = open(path, 'rb').read()
-                (n,) = struct.unpack('<Q', raw[:8])
-                assert n % 8 == 0, n
-                header = json.loads(raw[8:8 + n].decode('utf-8'))
-                meta = header.pop('__metadata__', {})
-                out = {}
-                for name, info in header.items():
-                    b, e = info['data_offsets']
-                    a = np.frombuffer(raw[8 + n + b:8 + n + e],
-                                      dtype=codes[info['dtype']])
-                    out[name] = a.reshape(info['shape'])
-                return out, meta
-            def write(path, tensors, meta):
-                # Data in reverse name order, so the header's key order
-                # and the file order differ.
-                header, blobs, offset = {'__metadata__': meta}, [], 0
-                for name in sorted(tensors, reverse=True):
-                    blob = tensors[name].tobytes()
-                    header[name] = {
-                        'dtype': names[tensors[name].dtype.str],
-                        'shape': list(tensors[name].shape),
-                        'data_offsets': [offset, offset + len(blob)]}
-                    blobs.append(blob)
-                    offset += len(blob)
-                text = json.dumps(dict(sorted(header.items()))).encode()
-                text += b' ' * (-len(text) % 8)
-                with open(path, 'wb') as f:
-                    f.write(struct.pack('<Q', len(text)) + text)
-                    f.write(b''.join(blobs))
-            d = sys.argv[1]
-            got, meta = read(d + '/ours.safetensors')
-            check(got)
-            assert meta == {'format': 'np'}, meta
-            write(d + '/theirs.safetensors', tensors, {'by': 'stdlib'})
-            print('ok')
-            """, [dir, formulaSpec])
+        let output = try runPython(
+            pythonFormulaTensors + """
+                import struct
+                codes = {'F32': '<f4', 'F64': '<f8', 'I32': '<i4', 'I64': '<i8'}
+                names = {v: k for k, v in codes.items()}
+                def read(path):
+                    raw = open(path, 'rb').read()
+                    (n,) = struct.unpack('<Q', raw[:8])
+                    assert n % 8 == 0, n
+                    header = json.loads(raw[8:8 + n].decode('utf-8'))
+                    meta = header.pop('__metadata__', {})
+                    out = {}
+                    for name, info in header.items():
+                        b, e = info['data_offsets']
+                        a = np.frombuffer(raw[8 + n + b:8 + n + e],
+                                          dtype=codes[info['dtype']])
+                        out[name] = a.reshape(info['shape'])
+                    return out, meta
+                def write(path, tensors, meta):
+                    # Data in reverse name order, so the header's key order
+                    # and the file order differ.
+                    header, blobs, offset = {'__metadata__': meta}, [], 0
+                    for name in sorted(tensors, reverse=True):
+                        blob = tensors[name].tobytes()
+                        header[name] = {
+                            'dtype': names[tensors[name].dtype.str],
+                            'shape': list(tensors[name].shape),
+                            'data_offsets': [offset, offset + len(blob)]}
+                        blobs.append(blob)
+                        offset += len(blob)
+                    text = json.dumps(dict(sorted(header.items()))).encode()
+                    text += b' ' * (-len(text) % 8)
+                    with open(path, 'wb') as f:
+                        f.write(struct.pack('<Q', len(text)) + text)
+                        f.write(b''.join(blobs))
+                d = sys.argv[1]
+                got, meta = read(d + '/ours.safetensors')
+                check(got)
+                assert meta == {'format': 'np'}, meta
+                write(d + '/theirs.safetensors', tensors, {'by': 'stdlib'})
+                print('ok')
+                """, [dir, formulaSpec])
         XCTAssertEqual(output, "ok\n")
         let theirs = try SafeTensors.read(
             contentsOf: dir + "/theirs.safetensors")
@@ -281,22 +286,34 @@ final class SafeTensorsStreamingTests: XCTestCase {
         for (name, shape) in shapes {
             let n = shape.reduce(1, *)
             arrays.append(
-                (name, HostArray(
-                    shape: shape, floats: Array(values[start..<(start + n)]))))
+                (
+                    name,
+                    HostArray(
+                        shape: shape, floats: Array(values[start..<(start + n)])
+                    )
+                ))
             start += n
         }
         let metadata = ["format": "test", "sequence_length": "7"]
         try SafeTensors.write(arrays, to: dir + "/a", metadata: metadata)
         try values.withUnsafeBufferPointer { all in
-            var views: [(name: String, shape: [Int], values: UnsafeBufferPointer<Float>)] = []
+            var views:
+                [(
+                    name: String, shape: [Int],
+                    values: UnsafeBufferPointer<Float>
+                )] = []
             var at = 0
             for (name, shape) in shapes {
                 let n = shape.reduce(1, *)
                 views.append(
-                    (name, shape, UnsafeBufferPointer(rebasing: all[at..<(at + n)])))
+                    (
+                        name, shape,
+                        UnsafeBufferPointer(rebasing: all[at..<(at + n)])
+                    ))
                 at += n
             }
-            try SafeTensors.writeFloat32(views, to: dir + "/b", metadata: metadata)
+            try SafeTensors.writeFloat32(
+                views, to: dir + "/b", metadata: metadata)
         }
         let a = try XCTUnwrap(FileManager.default.contents(atPath: dir + "/a"))
         let b = try XCTUnwrap(FileManager.default.contents(atPath: dir + "/b"))

@@ -10,8 +10,9 @@ import XCTest
 /// the reference fixtures (see their fixture.json), kept in the repository
 /// so the tests need nothing outside it.
 func fixtureURL(_ folder: String, _ file: String) -> URL {
-    guard let root = Bundle.module.url(
-        forResource: "Fixtures", withExtension: nil)
+    guard
+        let root = Bundle.module.url(
+            forResource: "Fixtures", withExtension: nil)
     else {
         fatalError("the Fixtures folder is missing from the test bundle")
     }
@@ -22,7 +23,8 @@ func fixtureURL(_ folder: String, _ file: String) -> URL {
 /// A fresh directory under the system temporary directory, removed when
 /// the test ends.
 func makeTemporaryDirectory(for test: XCTestCase) throws -> String {
-    let path = NSTemporaryDirectory()
+    let path =
+        NSTemporaryDirectory()
         + "network-tests-\(getpid())-\(UUID().uuidString)"
     try FileManager.default.createDirectory(
         atPath: path, withIntermediateDirectories: true)
@@ -50,7 +52,8 @@ func runPython(_ script: String, _ arguments: [String] = []) throws
     process.arguments = ["python3", "-c", script] + arguments
     // Standard error goes to a file, so a script that writes a lot there
     // cannot block while this side waits on standard output.
-    let errorPath = NSTemporaryDirectory()
+    let errorPath =
+        NSTemporaryDirectory()
         + "network-tests-stderr-\(UUID().uuidString)"
     _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
     defer { try? FileManager.default.removeItem(atPath: errorPath) }
@@ -70,7 +73,8 @@ func runPython(_ script: String, _ arguments: [String] = []) throws
     }
     let outData = output.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    let stderr = (try? String(contentsOfFile: errorPath, encoding: .utf8))
+    let stderr =
+        (try? String(contentsOfFile: errorPath, encoding: .utf8))
         ?? ""
     if process.terminationStatus != 0 {
         if stderr.contains("No module named 'numpy'") {
@@ -99,7 +103,8 @@ func assertFormatError<T>(
 ) {
     do {
         _ = try body()
-        XCTFail("\(label): expected a FileFormatError, got a result",
+        XCTFail(
+            "\(label): expected a FileFormatError, got a result",
             file: file, line: line)
     } catch let error as FileFormatError {
         XCTAssertEqual(error.file, expectedFile, label, file: file, line: line)
@@ -114,7 +119,8 @@ func assertFormatError<T>(
                 file: file, line: line)
         }
     } catch {
-        XCTFail("\(label): expected a FileFormatError, got \(error)",
+        XCTFail(
+            "\(label): expected a FileFormatError, got \(error)",
             file: file, line: line)
     }
 }
@@ -142,9 +148,10 @@ func sampleArray(_ type: ElementType, shape: [Int]) -> HostArray {
         ]
         return HostArray(
             shape: shape,
-            storage: .float32((0..<count).map {
-                $0 < special.count ? special[$0] : Float($0) * 0.37 - 5
-            }))
+            storage: .float32(
+                (0..<count).map {
+                    $0 < special.count ? special[$0] : Float($0) * 0.37 - 5
+                }))
     case .float64:
         let special: [Double] = [
             0, -0.0, 1.5, -2.25, .greatestFiniteMagnitude,
@@ -152,22 +159,25 @@ func sampleArray(_ type: ElementType, shape: [Int]) -> HostArray {
         ]
         return HostArray(
             shape: shape,
-            storage: .float64((0..<count).map {
-                $0 < special.count ? special[$0] : Double($0) * 0.37 - 5
-            }))
+            storage: .float64(
+                (0..<count).map {
+                    $0 < special.count ? special[$0] : Double($0) * 0.37 - 5
+                }))
     case .int32:
         let special: [Int32] = [0, -1, 1, .min, .max, 0x1234_5678]
         return HostArray(
             shape: shape,
-            storage: .int32((0..<count).map {
-                $0 < special.count ? special[$0] : Int32($0) * 7 - 100
-            }))
+            storage: .int32(
+                (0..<count).map {
+                    $0 < special.count ? special[$0] : Int32($0) * 7 - 100
+                }))
     case .int64:
         let special: [Int64] = [0, -1, 1, .min, .max, 0x1234_5678_9ABC_DEF0]
         return HostArray(
             shape: shape,
-            storage: .int64((0..<count).map {
-                $0 < special.count ? special[$0] : Int64($0) * 7 - 100
-            }))
+            storage: .int64(
+                (0..<count).map {
+                    $0 < special.count ? special[$0] : Int64($0) * 7 - 100
+                }))
     }
 }

@@ -91,13 +91,15 @@ final class VectorActivationTests: XCTestCase {
     }
 
     func testSigmoidDenseSweep() {
-        check("sigmoid", Self.sweep(stride: 4099), VectorActivations.sigmoid,
-              Self.sigmoidReference)
+        check(
+            "sigmoid", Self.sweep(stride: 4099), VectorActivations.sigmoid,
+            Self.sigmoidReference)
     }
 
     func testTanhDenseSweep() {
-        check("tanh", Self.sweep(stride: 4099), VectorActivations.tanh,
-              Self.tanhReference)
+        check(
+            "tanh", Self.sweep(stride: 4099), VectorActivations.tanh,
+            Self.tanhReference)
     }
 
     /// Around the exponential's reduction boundaries (|y| = ½ ln 2 and
@@ -111,8 +113,9 @@ final class VectorActivationTests: XCTestCase {
         ] {
             inputs += Self.window(around: center, count: 3000)
         }
-        check("sigmoid", inputs, VectorActivations.sigmoid,
-              Self.sigmoidReference)
+        check(
+            "sigmoid", inputs, VectorActivations.sigmoid,
+            Self.sigmoidReference)
     }
 
     /// Around the switch from the polynomial to the exponential form
@@ -133,7 +136,8 @@ final class VectorActivationTests: XCTestCase {
     func testSpecialValues() {
         // −0.0, not −0: the integer literal would give +0.
         let x = SIMD16<Float>(
-            0, -0.0, .infinity, -.infinity, .nan, 200, -200, 0x1p-128, -0x1p-128,
+            0, -0.0, .infinity, -.infinity, .nan, 200, -200, 0x1p-128,
+            -0x1p-128,
             .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 1, -1,
             30, -30, -95)
         let s = VectorActivations.sigmoid(x)
@@ -180,8 +184,9 @@ final class VectorActivationTests: XCTestCase {
             let plus = VectorActivations.tanh(x)
             let minus = VectorActivations.tanh(negated)
             for l in 0..<16 where !x[l].isNaN {
-                XCTAssertEqual(plus[l].bitPattern, (-minus[l]).bitPattern,
-                               "tanh(\(x[l]))")
+                XCTAssertEqual(
+                    plus[l].bitPattern, (-minus[l]).bitPattern,
+                    "tanh(\(x[l]))")
             }
             start += 16
         }

@@ -12,8 +12,10 @@ import XCTest
 final class WideLSTMTests: XCTestCase {
     func testWideUnitCounts() {
         var rng = SeededGenerator(seed: 7)
-        for (u, e, t, rows) in [(16, 6, 3, 3), (17, 5, 3, 2), (32, 4, 2, 2),
-                                (33, 3, 2, 2)] {
+        for (u, e, t, rows) in [
+            (16, 6, 3, 3), (17, 5, 3, 2), (32, 4, 2, 2),
+            (33, 3, 2, 2),
+        ] {
             let config = ModelConfig(
                 vocabularySize: 13, embeddingWidth: e, sequenceLength: t,
                 lstmUnits: u, auxFeatures: 2, denseUnits: 3, denseLayers: 1)
@@ -64,8 +66,9 @@ final class WideLSTMTests: XCTestCase {
         }
         let expected = loss()
         let got = (sums.mainLoss + 0.2 * sums.auxLoss) * Double(scale)
-        XCTAssertEqual(got, expected, accuracy: 1e-5 * abs(expected),
-                       "U = \(config.lstmUnits): loss")
+        XCTAssertEqual(
+            got, expected, accuracy: 1e-5 * abs(expected),
+            "U = \(config.lstmUnits): loss")
 
         // 120 parameters, a third of them in the LSTM's recurrent kernel
         // and bias, whose gradients go through every vectorised loop.
@@ -73,8 +76,12 @@ final class WideLSTMTests: XCTestCase {
         let bias = model.layout["lstm/lstm_cell/bias"].range
         var indices: [Int] = []
         for n in 0..<120 {
-            let pool = n % 3 == 0 ? recurrent : n % 3 == 1 ? bias
-                : 0..<w.count
+            let pool =
+                n % 3 == 0
+                ? recurrent
+                : n % 3 == 1
+                    ? bias
+                    : 0..<w.count
             indices.append(
                 pool.lowerBound + Int(rng.next() % UInt64(pool.count)))
         }

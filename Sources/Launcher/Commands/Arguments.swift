@@ -139,19 +139,24 @@ extension Substring {
 func helpText(
     command: String, summary: String, options: [OptionSpec]
 ) -> String {
-    var lines = ["usage: headline-trainer \(command) [options]", "", summary, ""]
+    var lines = [
+        "usage: headline-trainer \(command) [options]", "", summary, "",
+    ]
     lines.append("options:")
     let heads = options.map { spec in
         "  --\(spec.name)" + (spec.value.map { " \($0)" } ?? "")
     }
     let width = min(34, (heads.map(\.count).max() ?? 0) + 2)
     for (head, spec) in zip(heads, options) {
-        let pad = head.count < width
-            ? String(repeating: " ", count: width - head.count) : "\n"
+        let pad =
+            head.count < width
+            ? String(repeating: " ", count: width - head.count)
+            : "\n"
                 + String(repeating: " ", count: width)
         lines.append(head + pad + spec.help)
     }
-    lines.append("  --help" + String(repeating: " ", count: width - 8)
-        + "show this help")
+    lines.append(
+        "  --help" + String(repeating: " ", count: width - 8)
+            + "show this help")
     return lines.joined(separator: "\n")
 }

@@ -28,9 +28,11 @@ enum RunFolder {
             try FileManager.default.createDirectory(
                 atPath: folder, withIntermediateDirectories: true)
             let csv = try bundledDatasetCSV()
-            reporter.printLine("preparing the bundled data set \(csv) into \(data)")
-            guard let options = try PrepareOptions.parse(
-                defaultPrepareArguments(csv: csv, out: data))
+            reporter.printLine(
+                "preparing the bundled data set \(csv) into \(data)")
+            guard
+                let options = try PrepareOptions.parse(
+                    defaultPrepareArguments(csv: csv, out: data))
             else { return }
             let summary = try prepare(options)
             reporter.printLine(

@@ -42,7 +42,8 @@ enum PredictCommand {
     static let options: [OptionSpec] = [
         OptionSpec(
             "weights", value: "FILE",
-            help: "trained weights (default headline-model/weights.safetensors)"),
+            help: "trained weights (default headline-model/weights.safetensors)"
+        ),
         OptionSpec("data", value: "DIR", help: "folder with the inputs"),
         OptionSpec(
             "csv", value: "FILE", help: "a CSV of posts instead of --data"),
@@ -53,27 +54,33 @@ enum PredictCommand {
         OptionSpec(
             "out", value: "FILE", help: "where to write the .npy (or .csv)"),
         OptionSpec(
-            "batch-size", value: "B", help: "rows per forward pass (default 256)"),
+            "batch-size", value: "B",
+            help: "rows per forward pass (default 256)"),
     ]
 
     static func run(_ arguments: [String]) throws -> Int32 {
         let args = try ParsedArguments(arguments, options: options)
         if args.wantsHelp {
-            print(helpText(command: "predict", summary: summary, options: options))
+            print(
+                helpText(command: "predict", summary: summary, options: options)
+            )
             return 0
         }
-        let weights = args.string("weights")
+        let weights =
+            args.string("weights")
             ?? (RunFolder.defaultPath as NSString).appendingPathComponent(
                 RunFolder.weightsName)
         guard let out = args.string("out") else {
             throw UsageError("predict needs --out FILE")
         }
-        let batchSize = try args.int("batch-size", default: 256, in: 1...1_000_000)
+        let batchSize = try args.int(
+            "batch-size", default: 256, in: 1...1_000_000)
         if let csv = args.string("csv") {
             guard args.string("data") == nil else {
                 throw UsageError("predict takes --data or --csv, not both")
             }
-            let prepared = args.string("prepared")
+            let prepared =
+                args.string("prepared")
                 ?? (weights as NSString).deletingLastPathComponent
             return try predictCSV(
                 weights: weights, csv: csv,
@@ -90,7 +97,8 @@ enum PredictCommand {
             model: model, data: data, batchSize: batchSize, comm: comm)
         if comm.rank == 0 {
             try NPY.write(
-                HostArray(shape: [data.rows, 2], floats: probabilities), to: out)
+                HostArray(shape: [data.rows, 2], floats: probabilities), to: out
+            )
         }
         return 0
     }
@@ -151,7 +159,8 @@ enum PredictCommand {
         model: HeadlineModel, data: TrainingData, batchSize: Int,
         comm: Communicator
     ) throws -> [Float] {
-        let mine = shardRange(count: data.rows, rank: comm.rank, size: comm.size)
+        let mine = shardRange(
+            count: data.rows, rank: comm.rank, size: comm.size)
         var local: [Float] = []
         local.reserveCapacity(mine.count * 2)
         forwardInBatches(
@@ -182,14 +191,17 @@ enum EvaluateCommand {
             "loss-weights", value: "M,A",
             help: "weights of main and aux loss (default 1.0,0.2)"),
         OptionSpec(
-            "batch-size", value: "B", help: "rows per forward pass (default 256)"),
+            "batch-size", value: "B",
+            help: "rows per forward pass (default 256)"),
         OptionSpec("json", help: "print the figures as one JSON object"),
     ]
 
     static func run(_ arguments: [String]) throws -> Int32 {
         let args = try ParsedArguments(arguments, options: options)
         if args.wantsHelp {
-            print(helpText(command: "evaluate", summary: summary, options: options))
+            print(
+                helpText(
+                    command: "evaluate", summary: summary, options: options))
             return 0
         }
         guard let weights = args.string("weights"),
@@ -199,7 +211,8 @@ enum EvaluateCommand {
         }
         let lossWeights = try args.doubles(
             "loss-weights", count: 2, default: [1.0, 0.2])
-        let batchSize = try args.int("batch-size", default: 256, in: 1...1_000_000)
+        let batchSize = try args.int(
+            "batch-size", default: 256, in: 1...1_000_000)
         let comm = try Communicator.world()
         let (model, data) = try loadFrozenModel(
             weights: weights, data: folder, needLabels: true, comm: comm)
@@ -209,12 +222,16 @@ enum EvaluateCommand {
             prefix: "", mainWeight: lossWeights[0], auxWeight: lossWeights[1])
         if comm.rank == 0 {
             if args.flag("json") {
-                print("{" + figures.map { "\"\($0.0)\": \(jsonNumber($0.1))" }
-                    .joined(separator: ", ") + "}")
+                print(
+                    "{"
+                        + figures.map { "\"\($0.0)\": \(jsonNumber($0.1))" }
+                        .joined(separator: ", ") + "}")
             } else {
-                print("\(data.rows) rows - " + figures.map {
-                    "\($0.0): \(String(format: "%.4f", $0.1))"
-                }.joined(separator: " - "))
+                print(
+                    "\(data.rows) rows - "
+                        + figures.map {
+                            "\($0.0): \(String(format: "%.4f", $0.1))"
+                        }.joined(separator: " - "))
             }
         }
         return 0

@@ -12,72 +12,79 @@ enum TrainCommand {
         prints and writes files.
         """
 
-    static let options: [OptionSpec] = [
-        OptionSpec(
-            "data", value: "DIR",
-            help: "training folder (default: the bundled data set)"),
-        OptionSpec(
-            "output", value: "DIR",
-            help: "folder for the weights and import choices when "
-                + "--save-weights is not given (default headline-model)"),
-        OptionSpec("epochs", value: "N", help: "epochs to train (default 1)"),
-        OptionSpec(
-            "batch-size", value: "B",
-            help: "global batch, split over the ranks (default 32)"),
-        OptionSpec(
-            "learning-rate", value: "X", help: "RMSprop step (default 0.001)"),
-        OptionSpec("rho", value: "X", help: "RMSprop decay (default 0.9)"),
-        OptionSpec(
-            "epsilon", value: "X", help: "RMSprop epsilon (default 1e-7)"),
-        OptionSpec(
-            "loss-weights", value: "M,A",
-            help: "weights of main and aux loss (default 1.0,0.2)"),
-        OptionSpec(
-            "seed", value: "N",
-            help: "seed of the initial weights and the shuffling (default 1)"),
-        OptionSpec("no-shuffle", help: "keep the data order in every epoch"),
-        OptionSpec(
-            "gradient-exchange", value: "MODE",
-            help: "embedding rows between ranks: auto (rows when fewer "
-                + "than V are touched), dense or sparse (default auto)"),
-        OptionSpec(
-            "timing-skip", value: "K",
-            help: "for benchmarks: after each epoch also print the wall and "
-                + "CPU time of its steps after the first K (rank 0)"),
-        OptionSpec(
-            "validation-split", value: "F",
-            help: "hold out the last fraction F of the rows (default 0, "
-                + "or the split of a prepared folder)"),
-        OptionSpec(
-            "init-weights", value: "FILE",
-            help: "start from these weights (.safetensors); sizes from it"),
-        OptionSpec(
-            "save-weights", value: "FILE",
-            help: "write the trained weights (.safetensors, Keras names)"),
-        OptionSpec(
-            "metrics", value: "FILE",
-            help: "write one JSON object per epoch (.jsonl; replaced)"),
-        OptionSpec(
-            "checkpoint-dir", value: "DIR",
-            help: "write a checkpoint here at the end of every epoch"),
-        OptionSpec(
-            "checkpoint-every", value: "N",
-            help: "also checkpoint every N steps (counted across epochs)"),
-        OptionSpec(
-            "keep-checkpoints", value: "K",
-            help: "keep the newest K checkpoints (default 3)"),
-        OptionSpec(
-            "resume",
-            help: "go on from the newest checkpoint, up to --epochs"),
-        OptionSpec(
-            "skip-nonfinite",
-            help: "skip steps with a NaN/inf loss or gradient, not stop"),
-    ] + ModelOptions.options
+    static let options: [OptionSpec] =
+        [
+            OptionSpec(
+                "data", value: "DIR",
+                help: "training folder (default: the bundled data set)"),
+            OptionSpec(
+                "output", value: "DIR",
+                help: "folder for the weights and import choices when "
+                    + "--save-weights is not given (default headline-model)"),
+            OptionSpec(
+                "epochs", value: "N", help: "epochs to train (default 1)"),
+            OptionSpec(
+                "batch-size", value: "B",
+                help: "global batch, split over the ranks (default 32)"),
+            OptionSpec(
+                "learning-rate", value: "X",
+                help: "RMSprop step (default 0.001)"),
+            OptionSpec("rho", value: "X", help: "RMSprop decay (default 0.9)"),
+            OptionSpec(
+                "epsilon", value: "X", help: "RMSprop epsilon (default 1e-7)"),
+            OptionSpec(
+                "loss-weights", value: "M,A",
+                help: "weights of main and aux loss (default 1.0,0.2)"),
+            OptionSpec(
+                "seed", value: "N",
+                help:
+                    "seed of the initial weights and the shuffling (default 1)"),
+            OptionSpec(
+                "no-shuffle", help: "keep the data order in every epoch"),
+            OptionSpec(
+                "gradient-exchange", value: "MODE",
+                help: "embedding rows between ranks: auto (rows when fewer "
+                    + "than V are touched), dense or sparse (default auto)"),
+            OptionSpec(
+                "timing-skip", value: "K",
+                help:
+                    "for benchmarks: after each epoch also print the wall and "
+                    + "CPU time of its steps after the first K (rank 0)"),
+            OptionSpec(
+                "validation-split", value: "F",
+                help: "hold out the last fraction F of the rows (default 0, "
+                    + "or the split of a prepared folder)"),
+            OptionSpec(
+                "init-weights", value: "FILE",
+                help: "start from these weights (.safetensors); sizes from it"),
+            OptionSpec(
+                "save-weights", value: "FILE",
+                help: "write the trained weights (.safetensors, Keras names)"),
+            OptionSpec(
+                "metrics", value: "FILE",
+                help: "write one JSON object per epoch (.jsonl; replaced)"),
+            OptionSpec(
+                "checkpoint-dir", value: "DIR",
+                help: "write a checkpoint here at the end of every epoch"),
+            OptionSpec(
+                "checkpoint-every", value: "N",
+                help: "also checkpoint every N steps (counted across epochs)"),
+            OptionSpec(
+                "keep-checkpoints", value: "K",
+                help: "keep the newest K checkpoints (default 3)"),
+            OptionSpec(
+                "resume",
+                help: "go on from the newest checkpoint, up to --epochs"),
+            OptionSpec(
+                "skip-nonfinite",
+                help: "skip steps with a NaN/inf loss or gradient, not stop"),
+        ] + ModelOptions.options
 
     static func run(_ arguments: [String]) throws -> Int32 {
         let args = try ParsedArguments(arguments, options: options)
         if args.wantsHelp {
-            print(helpText(command: "train", summary: summary, options: options))
+            print(
+                helpText(command: "train", summary: summary, options: options))
             return 0
         }
         var settings = TrainSettings()
@@ -110,7 +117,8 @@ enum TrainCommand {
             }
             settings.exchange = parsed
         }
-        let timingSkip = args.string("timing-skip") == nil
+        let timingSkip =
+            args.string("timing-skip") == nil
             ? nil : try args.int("timing-skip", default: 0, in: 0...Int.max)
         settings.validationSplit = try args.double(
             "validation-split", default: 0, expected: "a fraction in [0, 1)"
@@ -119,7 +127,8 @@ enum TrainCommand {
         let output = args.string("output") ?? RunFolder.defaultPath
         let initWeights = args.string("init-weights")
         let saveWeights = args.string("save-weights")
-        let metricsPath = args.string("metrics")
+        let metricsPath =
+            args.string("metrics")
             ?? (args.string("data") == nil && args.string("save-weights") == nil
                 ? (output as NSString).appendingPathComponent("metrics.jsonl")
                 : nil)
@@ -151,7 +160,8 @@ enum TrainCommand {
         }
         let reporter = ProgressReporter(
             enabled: comm.rank == 0, distributed: comm.isDistributed)
-        let dataFolder = try args.string("data")
+        let dataFolder =
+            try args.string("data")
             ?? RunFolder.prepareBundledData(
                 in: output, comm: comm, reporter: reporter)
 
@@ -185,7 +195,8 @@ enum TrainCommand {
             // every rank the same starting point.
             if comm.rank == 0 {
                 if let initWeights {
-                    try WeightsFile.load(tensors, path: initWeights, into: model)
+                    try WeightsFile.load(
+                        tensors, path: initWeights, into: model)
                 } else {
                     Initializers.kerasDefaults(
                         &model.parameters, layout: model.layout,
@@ -218,9 +229,11 @@ enum TrainCommand {
         // Keras' rule: the last fraction is held out, before any shuffling.
         // A prepared folder was shuffled and split at import; its split
         // holds unless another is asked for.
-        let preparedRows = splitGiven
+        let preparedRows =
+            splitGiven
             ? nil : RunFolder.preparedTrainingRows(in: dataFolder)
-        let trainRows = preparedRows.map { min($0, data.rows) }
+        let trainRows =
+            preparedRows.map { min($0, data.rows) }
             ?? Int(Double(data.rows) * (1 - settings.validationSplit))
         guard trainRows > 0 else {
             throw AgreedFailure(
@@ -232,7 +245,8 @@ enum TrainCommand {
                     : nil)
         }
         let train = trainRows == data.rows ? data : data.slice(0..<trainRows)
-        let validation = trainRows < data.rows
+        let validation =
+            trainRows < data.rows
             ? data.slice(trainRows..<data.rows) : nil
         // The slices are copies; drop the whole so it is not held twice.
         data = train
@@ -285,7 +299,8 @@ enum TrainCommand {
                     RunFolder.weightsName)
                 try WeightsFile.save(model, to: path)
                 try RunFolder.copyImportChoices(from: dataFolder, to: output)
-                reporter.printLine("saved the weights and import choices in \(output)")
+                reporter.printLine(
+                    "saved the weights and import choices in \(output)")
             }
         }
         return 0
@@ -307,7 +322,8 @@ func checkFitsInMemory(_ config: ModelConfig) throws {
     guard let count = config.parameterCount,
         count <= Int(memory / 12)
     else {
-        let sizes = "V=\(config.vocabularySize), E=\(config.embeddingWidth), "
+        let sizes =
+            "V=\(config.vocabularySize), E=\(config.embeddingWidth), "
             + "U=\(config.lstmUnits), H=\(config.denseUnits)"
         throw UsageError(
             "the model sizes \(sizes) need "
@@ -339,10 +355,13 @@ enum ModelOptions {
     static func parse(_ args: ParsedArguments) throws -> ModelConfig {
         let limit = 1...100_000_000
         return ModelConfig(
-            vocabularySize: try args.int("vocab-size", default: 10000, in: limit),
-            embeddingWidth: try args.int("embedding-dim", default: 512, in: limit),
+            vocabularySize: try args.int(
+                "vocab-size", default: 10000, in: limit),
+            embeddingWidth: try args.int(
+                "embedding-dim", default: 512, in: limit),
             lstmUnits: try args.int("lstm-units", default: 32, in: 1...100_000),
-            denseUnits: try args.int("dense-units", default: 64, in: 1...100_000),
+            denseUnits: try args.int(
+                "dense-units", default: 64, in: 1...100_000),
             denseLayers: try args.int("dense-layers", default: 3, in: 1...1000))
     }
 }
@@ -357,12 +376,14 @@ func checkOutputPath(_ path: String, option: String) throws {
         throw DataError("\(option) needs a file path, got an empty one")
     }
     guard !path.hasSuffix("/"), !(exists && isDirectory.boolValue) else {
-        throw DataError("\(option) '\(path)': expected a file path, not a folder")
+        throw DataError(
+            "\(option) '\(path)': expected a file path, not a folder")
     }
     let parent = (path as NSString).deletingLastPathComponent
     let folder = parent.isEmpty ? "." : parent
-    guard FileManager.default.fileExists(
-        atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue
+    guard
+        FileManager.default.fileExists(
+            atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue
     else {
         throw DataError(
             "\(option) '\(path)': the folder '\(folder)' does not exist")

@@ -27,8 +27,10 @@ struct TrainingData {
         folder: String, vocabularySize: Int, needLabels: Bool
     ) throws -> TrainingData {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(
-            atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue
+        guard
+            FileManager.default.fileExists(
+                atPath: folder, isDirectory: &isDirectory),
+            isDirectory.boolValue
         else {
             throw DataError(
                 "\(folder): not a folder; expected a folder holding "

@@ -15,8 +15,10 @@ enum WeightsFile {
         try model.parameters.withUnsafeBufferPointer { all in
             try SafeTensors.writeFloat32(
                 model.layout.entries.map { entry in
-                    (entry.name, entry.shape,
-                     UnsafeBufferPointer(rebasing: all[entry.range]))
+                    (
+                        entry.name, entry.shape,
+                        UnsafeBufferPointer(rebasing: all[entry.range])
+                    )
                 }, to: path, metadata: metadata)
         }
     }

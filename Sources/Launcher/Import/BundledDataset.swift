@@ -13,9 +13,15 @@ let bundledDatasetPath = "data/fb-news-posts-2017/fb_news_posts_20K.csv"
 func bundledDatasetCSV() throws -> String {
     let manager = FileManager.default
     let fileName = (bundledDatasetPath as NSString).lastPathComponent
-    if let dir = ProcessInfo.processInfo.environment["HEADLINE_DATA_DIR"], !dir.isEmpty {
-        let candidates = [dir + "/" + fileName, dir + "/fb-news-posts-2017/" + fileName]
-        if let found = candidates.first(where: { manager.isReadableFile(atPath: $0) }) {
+    if let dir = ProcessInfo.processInfo.environment["HEADLINE_DATA_DIR"],
+        !dir.isEmpty
+    {
+        let candidates = [
+            dir + "/" + fileName, dir + "/fb-news-posts-2017/" + fileName,
+        ]
+        if let found = candidates.first(where: {
+            manager.isReadableFile(atPath: $0)
+        }) {
             return found
         }
         throw ImportError(
@@ -29,7 +35,9 @@ func bundledDatasetCSV() throws -> String {
         if !clean.isEmpty, !starts.contains(clean) { starts.append(clean) }
     }
     let cwd = manager.currentDirectoryPath
-    if let exe = try? manager.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+    if let exe = try? manager.destinationOfSymbolicLink(
+        atPath: "/proc/self/exe")
+    {
         addStart((exe as NSString).deletingLastPathComponent)
     }
     if let first = CommandLine.arguments.first, first.contains("/") {
@@ -41,7 +49,8 @@ func bundledDatasetCSV() throws -> String {
     for start in starts {
         var directory = start
         while true {
-            let candidate = (directory == "/" ? "" : directory) + "/" + bundledDatasetPath
+            let candidate =
+                (directory == "/" ? "" : directory) + "/" + bundledDatasetPath
             if manager.isReadableFile(atPath: candidate) { return candidate }
             let parent = (directory as NSString).deletingLastPathComponent
             if parent == directory || parent.isEmpty { break }

@@ -77,9 +77,11 @@ struct CSVTable {
                 atPath: path, isDirectory: &isDirectory)
             throw ImportError(
                 file: path,
-                !exists ? "no such file"
-                    : isDirectory.boolValue ? "is a directory, not a CSV file"
-                    : "cannot be read")
+                !exists
+                    ? "no such file"
+                    : isDirectory.boolValue
+                        ? "is a directory, not a CSV file"
+                        : "cannot be read")
         }
         return try CSVTable(bytes: [UInt8](data), file: path)
     }

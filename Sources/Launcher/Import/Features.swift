@@ -12,7 +12,9 @@ struct FeatureSpec {
     var linkVideoColumn: String?
     var auxColumns: [String] = []
 
-    static let timeFeatureNames = ["hour_sin", "hour_cos", "dow_sin", "dow_cos"]
+    static let timeFeatureNames = [
+        "hour_sin", "hour_cos", "dow_sin", "dow_cos",
+    ]
     static let linkVideoFeatureName = "link_video"
 
     var names: [String] {
@@ -55,11 +57,13 @@ struct FeatureSpec {
                         "expected \(timeFormat.expectation), got "
                             + quotedForMessage(text))
                 }
-                let (hour, weekday) = hourAndWeekday(time, offsetSeconds: offset)
+                let (hour, weekday) = hourAndWeekday(
+                    time, offsetSeconds: offset)
                 let hourAngle = 2 * Double.pi * Double(hour) / 24
                 let dayAngle = 2 * Double.pi * Double(weekday) / 7
                 result += [
-                    sin(hourAngle), cos(hourAngle), sin(dayAngle), cos(dayAngle),
+                    sin(hourAngle), cos(hourAngle), sin(dayAngle),
+                    cos(dayAngle),
                 ]
             }
             if let linkIndex {
@@ -71,7 +75,8 @@ struct FeatureSpec {
                 guard let value = parseDecimal(text) else {
                     throw table.error(
                         row: row, column: index,
-                        "expected a finite number, got " + quotedForMessage(text))
+                        "expected a finite number, got "
+                            + quotedForMessage(text))
                 }
                 result.append(value)
             }
@@ -135,7 +140,8 @@ struct FeatureScaling: Codable, Equatable {
     }
 
     /// `raw` (row-major, one column per scaling) standardised, as Float.
-    static func apply(_ scalings: [FeatureScaling], to raw: [Double]) -> [Float] {
+    static func apply(_ scalings: [FeatureScaling], to raw: [Double]) -> [Float]
+    {
         let width = scalings.count
         guard width > 0 else { return [] }
         return raw.indices.map { i in

@@ -28,8 +28,10 @@ func buildPreparedData(_ options: PrepareOptions) throws -> PreparedData {
     }
     // Look every column up first, so that a misspelt one is reported before
     // any row is examined.
-    let textIndex = try table.columnIndex(options.textColumn, option: "text-column")
-    let labelIndex = try table.columnIndex(options.labelColumn, option: "label-column")
+    let textIndex = try table.columnIndex(
+        options.textColumn, option: "text-column")
+    let labelIndex = try table.columnIndex(
+        options.labelColumn, option: "label-column")
     _ = try options.features.rawFeatures(table, rows: [])
 
     // Deduplication.
@@ -40,7 +42,8 @@ func buildPreparedData(_ options: PrepareOptions) throws -> PreparedData {
         let latestIndex = try options.dedupeLatestColumn.map {
             try table.columnIndex($0, option: "dedupe-latest-column")
         }
-        let result = try deduplicate(table, keyColumn: keyIndex, latestColumn: latestIndex)
+        let result = try deduplicate(
+            table, keyColumn: keyIndex, latestColumn: latestIndex)
         rows = result.rows
         latestCompare = result.compare
     }
@@ -92,7 +95,8 @@ func buildPreparedData(_ options: PrepareOptions) throws -> PreparedData {
         guard let value = parseDecimal(text) else {
             throw table.error(
                 row: row, column: labelIndex,
-                "expected a finite number for the label, got " + quotedForMessage(text))
+                "expected a finite number for the label, got "
+                    + quotedForMessage(text))
         }
         values.append(value)
     }
@@ -108,7 +112,8 @@ func buildPreparedData(_ options: PrepareOptions) throws -> PreparedData {
     // Auxiliary features.
     let raw = try options.features.rawFeatures(table, rows: rows)
     let names = options.features.names
-    let scaling = FeatureScaling.fit(raw: raw, names: names, trainingRows: training)
+    let scaling = FeatureScaling.fit(
+        raw: raw, names: names, trainingRows: training)
     let aux = FeatureScaling.apply(scaling, to: raw)
 
     // Words to ids.
@@ -116,7 +121,8 @@ func buildPreparedData(_ options: PrepareOptions) throws -> PreparedData {
     if let path = options.vocabularyFile {
         vocabulary = try loadVocabulary(path: path, size: options.vocabSize)
     } else {
-        vocabulary = Vocabulary.build(from: words[..<training], size: options.vocabSize)
+        vocabulary = Vocabulary.build(
+            from: words[..<training], size: options.vocabSize)
     }
     let length = options.sequenceLength
     var ids: [Int32] = []
@@ -134,16 +140,19 @@ func buildPreparedData(_ options: PrepareOptions) throws -> PreparedData {
         labelThreshold: options.labelThresholdText,
         labelThresholdValue: threshold,
         timeColumn: features.timeColumn,
-        timeFormat: features.timeColumn == nil ? nil : features.timeFormat.recordedName,
+        timeFormat: features.timeColumn == nil
+            ? nil : features.timeFormat.recordedName,
         timezoneOffsetHours: features.timezoneOffsetHours,
         linkVideoColumn: features.linkVideoColumn,
         auxColumns: features.auxColumns,
         dedupeColumn: options.dedupeColumn,
         dedupeLatestColumn: options.dedupeLatestColumn,
         dedupeLatestCompare: latestCompare,
-        dedupeKeep: options.dedupeColumn == nil ? "none"
-            : options.dedupeLatestColumn == nil ? "last occurrence in file order"
-            : "greatest dedupe_latest_column (the later row on a tie)",
+        dedupeKeep: options.dedupeColumn == nil
+            ? "none"
+            : options.dedupeLatestColumn == nil
+                ? "last occurrence in file order"
+                : "greatest dedupe_latest_column (the later row on a tie)",
         skipEmptyText: options.skipEmptyText,
         vocabSize: options.vocabSize,
         vocabularyWords: vocabulary.words.count,
@@ -165,11 +174,13 @@ func buildPreparedData(_ options: PrepareOptions) throws -> PreparedData {
             validationNegative: count - training - validationPositive),
         arrays: [
             "main_input.npy": .init(dtype: "int32", shape: [count, length]),
-            "aux_input.npy": .init(dtype: "float32", shape: [count, names.count]),
+            "aux_input.npy": .init(
+                dtype: "float32", shape: [count, names.count]),
             "labels.npy": .init(dtype: "float32", shape: [count, 1]),
         ])
     return PreparedData(
-        record: record, vocabulary: vocabulary, ids: ids, aux: aux, labels: labels)
+        record: record, vocabulary: vocabulary, ids: ids, aux: aux,
+        labels: labels)
 }
 
 /// One row per value of `keyColumn`, returned in file order. Without
@@ -207,8 +218,11 @@ func deduplicate(_ table: CSVTable, keyColumn: Int, latestColumn: Int?)
                 throw table.error(
                     row: row, column: latestColumn,
                     "expected "
-                        + (asNumber ? "a number" : "an ISO 8601 time such as 2017-07-14 11:01:02.5")
-                        + " like the first row's value, got " + quotedForMessage(text))
+                        + (asNumber
+                            ? "a number"
+                            : "an ISO 8601 time such as 2017-07-14 11:01:02.5")
+                        + " like the first row's value, got "
+                        + quotedForMessage(text))
             }
         }
     }
@@ -249,7 +263,8 @@ func loadVocabulary(path: String, size: Int) throws -> Vocabulary {
         if wordCount > size - 2 {
             throw ImportError(
                 file: path,
-                "holds \(wordCount) words, more than vocab_size - 2 = \(size - 2)")
+                "holds \(wordCount) words, more than vocab_size - 2 = \(size - 2)"
+            )
         }
     } else if wordCount + 2 != size {
         throw ImportError(

@@ -25,7 +25,8 @@ struct PrepareRecord: Codable, Equatable {
     var timeFormat: String?
     var timezoneOffsetHours: Double
     var linkVideoColumn: String?
-    var linkVideoRule = "1 if the URL contains 'facebook.com/' and '/videos/' (any case) else 0"
+    var linkVideoRule =
+        "1 if the URL contains 'facebook.com/' and '/videos/' (any case) else 0"
     var auxColumns: [String]
 
     var dedupeColumn: String?
@@ -39,23 +40,28 @@ struct PrepareRecord: Codable, Equatable {
     var vocabSize: Int
     var vocabularyWords: Int
     var vocabularyFile = "vocabulary.txt"
-    var vocabularyLayout = "one word per line in id order, the first line is id 2; id 0 = padding, id 1 = out of vocabulary"
+    var vocabularyLayout =
+        "one word per line in id order, the first line is id 2; id 0 = padding, id 1 = out of vocabulary"
     /// The --vocabulary file reused, or null when built from training rows.
     var vocabularyReusedFrom: String?
-    var tokenizer = "lower-case; words are maximal runs of letters (with combining marks), decimal digits and apostrophes (' and U+2019); the vocab_size-2 most frequent training words get ids 2.., ties by first appearance"
+    var tokenizer =
+        "lower-case; words are maximal runs of letters (with combining marks), decimal digits and apostrophes (' and U+2019); the vocab_size-2 most frequent training words get ids 2.., ties by first appearance"
     var sequenceLength: Int
     var padding = "pre"
     var truncating = "pre"
 
     var validationSplit: Double
-    var validationRule = "the last rows are validation: training_rows = floor(rows * (1 - validation_split))"
+    var validationRule =
+        "the last rows are validation: training_rows = floor(rows * (1 - validation_split))"
     var shuffleSeed: Int?
     var shuffle: String
 
     var featureNames: [String]
     var featureScaling: [FeatureScaling]
-    var scalingRule = "every feature, sin/cos included: (value - mean) / divisor, population statistics of the training rows, divisor = std or 1 when std = 0"
-    var timeFeatureRule = "hour = hour of day 0..23, dow = day of week 0 = Monday .. 6 = Sunday, after adding timezone_offset_hours; sin/cos of 2*pi*hour/24 and 2*pi*dow/7"
+    var scalingRule =
+        "every feature, sin/cos included: (value - mean) / divisor, population statistics of the training rows, divisor = std or 1 when std = 0"
+    var timeFeatureRule =
+        "hour = hour of day 0..23, dow = day of week 0 = Monday .. 6 = Sunday, after adding timezone_offset_hours; sin/cos of 2*pi*hour/24 and 2*pi*dow/7"
 
     var rows: RowCounts
     var labels: LabelCounts
@@ -187,7 +193,9 @@ struct PrepareRecord: Codable, Equatable {
     /// The JSON text, pretty-printed with sorted keys and a final newline.
     func jsonBytes() throws -> [UInt8] {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.outputFormatting = [
+            .prettyPrinted, .sortedKeys, .withoutEscapingSlashes,
+        ]
         return [UInt8](try encoder.encode(self)) + [0x0A]
     }
 
@@ -206,7 +214,8 @@ struct PrepareRecord: Codable, Equatable {
     {
         let record: PrepareRecord
         do {
-            record = try JSONDecoder().decode(PrepareRecord.self, from: Data(bytes))
+            record = try JSONDecoder().decode(
+                PrepareRecord.self, from: Data(bytes))
         } catch {
             throw ImportError(
                 file: path, "not a prepare.json written by prepare: \(error)")
@@ -220,19 +229,26 @@ struct PrepareRecord: Codable, Equatable {
         // The values the users of a record compute with, held to what
         // prepare itself accepts: out of range, they trap there (an array
         // of sequence_length ids, vocab_size - 2, hours x 3600 as Int64).
-        func outOfRange(_ key: String, _ value: Any, _ expected: String) -> ImportError {
-            ImportError(file: path, "\(key) \(value) is out of range; expected \(expected)")
+        func outOfRange(_ key: String, _ value: Any, _ expected: String)
+            -> ImportError
+        {
+            ImportError(
+                file: path,
+                "\(key) \(value) is out of range; expected \(expected)")
         }
         if !vocabSizeRange.contains(record.vocabSize) {
-            throw outOfRange("vocab_size", record.vocabSize, "\(vocabSizeRange)")
+            throw outOfRange(
+                "vocab_size", record.vocabSize, "\(vocabSizeRange)")
         }
         if !(0...record.vocabSize - 2).contains(record.vocabularyWords) {
             throw outOfRange(
-                "vocabulary_words", record.vocabularyWords, "0...vocab_size - 2")
+                "vocabulary_words", record.vocabularyWords, "0...vocab_size - 2"
+            )
         }
         if !sequenceLengthRange.contains(record.sequenceLength) {
             throw outOfRange(
-                "sequence_length", record.sequenceLength, "\(sequenceLengthRange)")
+                "sequence_length", record.sequenceLength,
+                "\(sequenceLengthRange)")
         }
         if !(record.timezoneOffsetHours.magnitude <= maxTimezoneOffsetHours) {
             throw outOfRange(

@@ -22,11 +22,15 @@ enum PreparedFolder {
     /// `overwrite`). Anything else is never replaced.
     static func check(_ path: String, overwrite: Bool) throws -> Existing {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        guard
+            FileManager.default.fileExists(
+                atPath: path, isDirectory: &isDirectory)
+        else {
             return .nothing
         }
         guard isDirectory.boolValue else {
-            throw ImportError(file: path, "exists and is not a folder; not replacing it")
+            throw ImportError(
+                file: path, "exists and is not a folder; not replacing it")
         }
         if FileManager.default.fileExists(atPath: path + "/" + record) {
             if !overwrite {
@@ -37,7 +41,8 @@ enum PreparedFolder {
             }
             return .preparedFolder
         }
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        let entries =
+            (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
         if !entries.isEmpty {
             throw ImportError(
                 file: path,
@@ -50,7 +55,9 @@ enum PreparedFolder {
     /// Writes `data` as a folder at `path`: everything goes into the sibling
     /// `path.partial-<pid>`, which is renamed to `path` at the very end. On
     /// any failure that temporary folder is removed and `path` is as before.
-    static func write(_ data: PreparedData, to target: String, overwrite: Bool) throws {
+    static func write(_ data: PreparedData, to target: String, overwrite: Bool)
+        throws
+    {
         var path = target
         while path.count > 1, path.hasSuffix("/") { path.removeLast() }
         _ = try check(path, overwrite: overwrite)
@@ -61,17 +68,22 @@ enum PreparedFolder {
             try manager.removeItem(atPath: partial)  // left by an earlier crash
         }
         do {
-            try manager.createDirectory(atPath: partial, withIntermediateDirectories: false)
+            try manager.createDirectory(
+                atPath: partial, withIntermediateDirectories: false)
         } catch {
             throw ImportError(
-                file: partial, "cannot create the output folder: \(error.localizedDescription)")
+                file: partial,
+                "cannot create the output folder: \(error.localizedDescription)"
+            )
         }
         do {
             let record = data.record
             let rows = record.rows.written
             // HostArray stops the process on a count that does not fit the
             // shape; a mismatch here is a bug, reported as an error instead.
-            func checked(_ shape: [Int], _ count: Int, _ name: String) throws -> [Int] {
+            func checked(_ shape: [Int], _ count: Int, _ name: String) throws
+                -> [Int]
+            {
                 guard shape.reduce(1, *) == count else {
                     throw ImportError(
                         file: partial + "/" + name,
@@ -79,15 +91,25 @@ enum PreparedFolder {
                 }
                 return shape
             }
-            let mainShape = try checked([rows, record.sequenceLength], data.ids.count, mainInput)
-            try NPY.write(HostArray(shape: mainShape, int32s: data.ids), to: partial + "/" + mainInput)
-            let auxShape = try checked([rows, record.featureNames.count], data.aux.count, auxInput)
-            try NPY.write(HostArray(shape: auxShape, floats: data.aux), to: partial + "/" + auxInput)
+            let mainShape = try checked(
+                [rows, record.sequenceLength], data.ids.count, mainInput)
+            try NPY.write(
+                HostArray(shape: mainShape, int32s: data.ids),
+                to: partial + "/" + mainInput)
+            let auxShape = try checked(
+                [rows, record.featureNames.count], data.aux.count, auxInput)
+            try NPY.write(
+                HostArray(shape: auxShape, floats: data.aux),
+                to: partial + "/" + auxInput)
             let labelShape = try checked([rows, 1], data.labels.count, labels)
-            try NPY.write(HostArray(shape: labelShape, floats: data.labels), to: partial + "/" + labels)
+            try NPY.write(
+                HostArray(shape: labelShape, floats: data.labels),
+                to: partial + "/" + labels)
             try writeFileAtomically(
-                Array(data.vocabulary.fileText.utf8), to: partial + "/" + vocabulary)
-            try writeFileAtomically(try record.jsonBytes(), to: partial + "/" + self.record)
+                Array(data.vocabulary.fileText.utf8),
+                to: partial + "/" + vocabulary)
+            try writeFileAtomically(
+                try record.jsonBytes(), to: partial + "/" + self.record)
             try install(partial, at: path, overwrite: overwrite, pid: pid)
         } catch {
             try? manager.removeItem(atPath: partial)
@@ -101,13 +123,16 @@ enum PreparedFolder {
         _ partial: String, at path: String, overwrite: Bool, pid: Int32
     ) throws {
         func osFailure(_ what: String) -> ImportError {
-            ImportError(file: path, "\(what): \(String(cString: strerror(errno)))")
+            ImportError(
+                file: path, "\(what): \(String(cString: strerror(errno)))")
         }
         switch try check(path, overwrite: overwrite) {
         case .nothing:
             break
         case .emptyFolder:
-            if rmdir(path) != 0 { throw osFailure("cannot remove the empty folder") }
+            if rmdir(path) != 0 {
+                throw osFailure("cannot remove the empty folder")
+            }
         case .preparedFolder:
             // Move the old folder aside first: rename cannot replace a
             // folder that has files in it.
@@ -135,7 +160,8 @@ func prepare(_ options: PrepareOptions) throws -> PrepareRecord {
     // Refuse an existing folder before the work, and again before the rename.
     _ = try PreparedFolder.check(options.out, overwrite: options.overwrite)
     let data = try buildPreparedData(options)
-    try PreparedFolder.write(data, to: options.out, overwrite: options.overwrite)
+    try PreparedFolder.write(
+        data, to: options.out, overwrite: options.overwrite)
     return data.record
 }
 
@@ -144,23 +170,31 @@ func prepare(_ options: PrepareOptions) throws -> PrepareRecord {
 /// problems are thrown for the caller to print.
 func runPrepare(_ arguments: [String]) throws -> Int32 {
     guard let options = try PrepareOptions.parse(arguments) else {
-        print(helpText(
-            command: "prepare", summary: PrepareOptions.summary, options: PrepareOptions.specs))
+        print(
+            helpText(
+                command: "prepare", summary: PrepareOptions.summary,
+                options: PrepareOptions.specs))
         return 0
     }
     let started = Date()
     let record = try prepare(options)
-    print(prepareSummary(record, out: options.out, seconds: Date().timeIntervalSince(started)))
+    print(
+        prepareSummary(
+            record, out: options.out, seconds: Date().timeIntervalSince(started)
+        ))
     return 0
 }
 
 /// The lines `prepare` prints when it is done.
-func prepareSummary(_ r: PrepareRecord, out: String, seconds: Double) -> String {
+func prepareSummary(_ r: PrepareRecord, out: String, seconds: Double) -> String
+{
     func percent(_ part: Int, _ whole: Int) -> String {
-        whole == 0 ? "-" : String(format: "%.1f%%", 100 * Double(part) / Double(whole))
+        whole == 0
+            ? "-" : String(format: "%.1f%%", 100 * Double(part) / Double(whole))
     }
     let rows = r.rows
-    let features = r.featureNames.isEmpty ? "none" : r.featureNames.joined(separator: ", ")
+    let features =
+        r.featureNames.isEmpty ? "none" : r.featureNames.joined(separator: ", ")
     let time = String(format: "%.2f", seconds)
     var lines: [String] = []
     lines.append("prepared \(out) from \(r.sourceFile) in \(time) s")
@@ -172,7 +206,8 @@ func prepareSummary(_ r: PrepareRecord, out: String, seconds: Double) -> String 
     let validationShare = percent(r.labels.validationPositive, rows.validation)
     lines.append(
         "  label: \(r.labelColumn) > \(r.labelThresholdValue) (\(r.labelThreshold)); "
-            + "positive: \(trainingShare) of training, \(validationShare) of validation")
+            + "positive: \(trainingShare) of training, \(validationShare) of validation"
+    )
     lines.append(
         "  vocabulary: \(r.vocabularyWords) words (vocab_size \(r.vocabSize)), "
             + "sequence length \(r.sequenceLength)")

@@ -24,7 +24,8 @@ struct PreparedImport {
     init(prepareJSON path: String) throws {
         let record = try PrepareRecord.read(path: path)
         let directory = (path as NSString).deletingLastPathComponent
-        let vocabularyPath = (directory.isEmpty ? "." : directory) + "/" + record.vocabularyFile
+        let vocabularyPath =
+            (directory.isEmpty ? "." : directory) + "/" + record.vocabularyFile
         let vocabulary = try Vocabulary.read(path: vocabularyPath)
         if vocabulary.words.count != record.vocabularyWords
             || vocabulary.words.count > record.vocabSize - 2
@@ -39,7 +40,8 @@ struct PreparedImport {
         features.timeColumn = record.timeColumn
         if record.timeColumn != nil {
             do {
-                features.timeFormat = try TimeFormat.from(option: record.timeFormat ?? "iso8601")
+                features.timeFormat = try TimeFormat.from(
+                    option: record.timeFormat ?? "iso8601")
             } catch {
                 throw ImportError(file: path, "time_format: \(error)")
             }
@@ -74,9 +76,11 @@ struct PreparedImport {
     ) {
         let table = try CSVTable.read(path: path)
         guard table.rowCount > 0 else {
-            throw ImportError(file: path, "the file has a header but no data rows")
+            throw ImportError(
+                file: path, "the file has a header but no data rows")
         }
-        let textIndex = try table.columnIndex(record.textColumn, option: "text-column")
+        let textIndex = try table.columnIndex(
+            record.textColumn, option: "text-column")
         let rows = Array(0..<table.rowCount)
         let raw = try features.rawFeatures(table, rows: rows)
         let aux = FeatureScaling.apply(record.featureScaling, to: raw)
@@ -87,7 +91,8 @@ struct PreparedImport {
         for row in rows {
             let text = table.field(row, textIndex)
             texts.append(text)
-            ids += vocabulary.encode(Tokenizer.words(text), length: sequenceLength)
+            ids += vocabulary.encode(
+                Tokenizer.words(text), length: sequenceLength)
         }
         var labels: [Float]?
         if let labelIndex = table.header.firstIndex(of: record.labelColumn) {
@@ -96,7 +101,8 @@ struct PreparedImport {
                 guard let value = parseDecimal(text) else {
                     throw table.error(
                         row: row, column: labelIndex,
-                        "expected a finite number for the label, got " + quotedForMessage(text))
+                        "expected a finite number for the label, got "
+                            + quotedForMessage(text))
                 }
                 return value > record.labelThresholdValue ? 1 : 0
             }
@@ -107,7 +113,9 @@ struct PreparedImport {
 
 /// Writes predictions as CSV (`text,main_output,aux_output`, CRLF line
 /// ends, RFC 4180 quoting) atomically to `path`; one line per text.
-func writePredictionsCSV(texts: [String], main: [Float], aux: [Float], to path: String) throws {
+func writePredictionsCSV(
+    texts: [String], main: [Float], aux: [Float], to path: String
+) throws {
     guard main.count == texts.count, aux.count == texts.count else {
         throw ImportError(
             file: path,
@@ -125,7 +133,10 @@ func writePredictionsCSV(texts: [String], main: [Float], aux: [Float], to path: 
 /// quotes doubled, when it holds a comma, quote or line break, or starts
 /// or ends with a space (which some readers would otherwise trim).
 func csvField(_ value: String) -> String {
-    let needsQuotes = value.utf8.contains { $0 == 0x2C || $0 == 0x22 || $0 == 0x0A || $0 == 0x0D }
+    let needsQuotes =
+        value.utf8.contains {
+            $0 == 0x2C || $0 == 0x22 || $0 == 0x0A || $0 == 0x0D
+        }
         || value.hasPrefix(" ") || value.hasSuffix(" ")
     guard needsQuotes else { return value }
     return "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\""

@@ -49,10 +49,11 @@ enum TimeFormat: Equatable {
         guard let text else { return .iso8601 }
         if text == "iso8601" { return .iso8601 }
         let pieces = try TimePattern.compile(text)
-        let fields = Set(pieces.compactMap { piece -> Character? in
-            if case .directive(let d) = piece { return d }
-            return nil
-        })
+        let fields = Set(
+            pieces.compactMap { piece -> Character? in
+                if case .directive(let d) = piece { return d }
+                return nil
+            })
         if fields.isDisjoint(with: ["Y", "y"])
             || fields.isDisjoint(with: ["m", "b", "B"])
             || !fields.contains("d")
@@ -121,7 +122,8 @@ func daysSinceEpoch(year: Int, month: Int, day: Int) -> Int64 {
     // Days before the month within a March-based year: 31 30 31 30 31 31
     // 30 31 30 31 31 29, which (153 m + 2) / 5 reproduces.
     let dayInYear = (153 * monthFromMarch + 2) / 5 + Int64(day) - 1
-    let dayInCycle = yearInCycle * 365 + yearInCycle / 4 - yearInCycle / 100
+    let dayInCycle =
+        yearInCycle * 365 + yearInCycle / 4 - yearInCycle / 100
         + dayInYear
     // 719,468 days lie between 0000-03-01 and 1970-01-01.
     return cycle * 146_097 + dayInCycle - 719_468
@@ -155,7 +157,8 @@ private struct TimeFields {
             (0...60).contains(second)
         else { return nil }
         let days = daysSinceEpoch(year: year, month: month, day: day)
-        let seconds = days * 86_400 + Int64(hour * 3600 + minute * 60 + second)
+        let seconds =
+            days * 86_400 + Int64(hour * 3600 + minute * 60 + second)
             - Int64(offsetSeconds)
         return Timestamp(seconds: seconds, nanoseconds: Int32(nanosecond))
     }
@@ -187,11 +190,15 @@ private enum TimePattern {
             switch d {
             case "%": pieces.append(.literal(0x25))
             case "T":
-                pieces += [.directive("H"), .literal(0x3A), .directive("M"),
-                    .literal(0x3A), .directive("S")]
+                pieces += [
+                    .directive("H"), .literal(0x3A), .directive("M"),
+                    .literal(0x3A), .directive("S"),
+                ]
             case "F":
-                pieces += [.directive("Y"), .literal(0x2D), .directive("m"),
-                    .literal(0x2D), .directive("d")]
+                pieces += [
+                    .directive("Y"), .literal(0x2D), .directive("m"),
+                    .literal(0x2D), .directive("d"),
+                ]
             case _ where directives.contains(d): pieces.append(.directive(d))
             default:
                 throw UsageError(
@@ -266,7 +273,11 @@ private struct ByteScanner {
     mutating func zone(allowHoursOnly: Bool) -> Int? {
         if accept(0x5A) || accept(0x7A) { return 0 }  // Z z
         let sign: Int
-        if accept(0x2B) { sign = 1 } else if accept(0x2D) { sign = -1 } else {
+        if accept(0x2B) {
+            sign = 1
+        } else if accept(0x2D) {
+            sign = -1
+        } else {
             return nil
         }
         guard let hours = number(min: 2, max: 2) else { return nil }

@@ -58,7 +58,9 @@ enum Tokenizer {
     /// ❤ is ❤ followed by U+FE0F), so they are never part of a word.
     static func isWordContinuingMark(_ scalar: Unicode.Scalar) -> Bool {
         let value = scalar.value
-        if (0xFE00...0xFE0F).contains(value) || (0xE0100...0xE01EF).contains(value) {
+        if (0xFE00...0xFE0F).contains(value)
+            || (0xE0100...0xE01EF).contains(value)
+        {
             return false
         }
         switch scalar.properties.generalCategory {
@@ -152,8 +154,10 @@ struct Vocabulary {
         else {
             throw ImportError(file: path, "the vocabulary file is not UTF-8")
         }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-            .map(String.init)
+        var lines = text.split(
+            separator: "\n", omittingEmptySubsequences: false
+        )
+        .map(String.init)
         if lines.last == "" { lines.removeLast() }
         var seen: [String: Int] = [:]
         for (index, word) in lines.enumerated() {

@@ -14,7 +14,8 @@ struct ProgressReporter {
     /// goes to a file, so there the launcher's output is what counts.
     init(enabled: Bool, distributed: Bool) {
         self.enabled = enabled
-        interactive = enabled && isatty(STDOUT_FILENO) == 1
+        interactive =
+            enabled && isatty(STDOUT_FILENO) == 1
             && (!distributed || launcherOutputIsTerminal())
     }
 
@@ -29,10 +30,12 @@ struct ProgressReporter {
         guard interactive else { return }
         let width = 30
         let filled = total == 0 ? width : done * width / total
-        let bar = String(repeating: "=", count: filled)
+        let bar =
+            String(repeating: "=", count: filled)
             + String(repeating: ".", count: width - filled)
         // Carriage return, then erase the line: the bar redraws in place.
-        let text = "\r\u{1B}[K\(done)/\(total) [\(bar)] - loss: "
+        let text =
+            "\r\u{1B}[K\(done)/\(total) [\(bar)] - loss: "
             + format(loss)
         FileHandle.standardOutput.write(Data(text.utf8))
     }
@@ -82,8 +85,9 @@ struct ProgressReporter {
 /// unreadable counts as not a terminal, so logs stay clean.
 func launcherOutputIsTerminal() -> Bool {
     let link = "/proc/\(getppid())/fd/1"
-    guard let target = try? FileManager.default.destinationOfSymbolicLink(
-        atPath: link)
+    guard
+        let target = try? FileManager.default.destinationOfSymbolicLink(
+            atPath: link)
     else { return false }
     return target.hasPrefix("/dev/pts/") || target.hasPrefix("/dev/tty")
 }

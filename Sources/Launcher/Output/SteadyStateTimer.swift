@@ -42,12 +42,14 @@ struct SteadyStateTimer {
             return "steady state: no steps after the first \(skip) of \(steps)"
         }
         let span = to.time - from.time
-        let seconds = Double(span.components.seconds)
+        let seconds =
+            Double(span.components.seconds)
             + Double(span.components.attoseconds) * 1e-18
         let perStep = seconds * 1000 / Double(to.step - from.step)
         return "steady state: steps \(from.step + 1)-\(to.step) of \(steps) - "
             + String(format: "%.3fs %.2fms/step", seconds, perStep)
-            + String(format: " - %.1f samples/s", (to.rows - from.rows) / seconds)
+            + String(
+                format: " - %.1f samples/s", (to.rows - from.rows) / seconds)
             + String(format: " - cpu %.3fs", to.cpu - from.cpu)
     }
 

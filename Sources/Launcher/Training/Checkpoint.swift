@@ -89,7 +89,8 @@ struct Checkpoint {
         guard let stored = metadata.removeValue(forKey: "checksum") else {
             throw damaged("has no checksum")
         }
-        let actual = "sha256:"
+        let actual =
+            "sha256:"
             + SHA256.hex(try SafeTensors.encode(tensors, metadata: metadata))
         guard stored == actual else {
             throw damaged(
@@ -113,7 +114,8 @@ struct Checkpoint {
             }
             return found
         }
-        let params = tensors.first { $0.name == "parameters" }?.array.count
+        let params =
+            tensors.first { $0.name == "parameters" }?.array.count
             ?? 0
         let ranks = try integer("ranks")
         var checkpoint = Checkpoint(
@@ -130,10 +132,12 @@ struct Checkpoint {
                 .floats(),
             velocity: try tensor("velocity", .float32, count: params).floats(),
             epochSums: try tensor(
-                "epoch_sums", .float64, count: StepSums().packed.count)
-                .doubles(),
+                "epoch_sums", .float64, count: StepSums().packed.count
+            )
+            .doubles(),
             epochAUC: try tensor(
-                "epoch_auc", .float64, count: ranks * aucWidth).doubles())
+                "epoch_auc", .float64, count: ranks * aucWidth
+            ).doubles())
         guard checkpoint.stepsPerEpoch > 0, ranks > 0,
             checkpoint.stepInEpoch < checkpoint.stepsPerEpoch,
             try integer("global_step") == checkpoint.globalStep
@@ -149,13 +153,25 @@ struct Checkpoint {
 
     private var tensors: [(name: String, array: HostArray)] {
         [
-            ("parameters", HostArray(shape: [parameters.count],
-                floats: parameters)),
+            (
+                "parameters",
+                HostArray(
+                    shape: [parameters.count],
+                    floats: parameters)
+            ),
             ("velocity", HostArray(shape: [velocity.count], floats: velocity)),
-            ("epoch_sums", HostArray(shape: [epochSums.count],
-                storage: .float64(epochSums))),
-            ("epoch_auc", HostArray(shape: [ranks, Checkpoint.aucWidth],
-                storage: .float64(epochAUC))),
+            (
+                "epoch_sums",
+                HostArray(
+                    shape: [epochSums.count],
+                    storage: .float64(epochSums))
+            ),
+            (
+                "epoch_auc",
+                HostArray(
+                    shape: [ranks, Checkpoint.aucWidth],
+                    storage: .float64(epochAUC))
+            ),
         ]
     }
 
@@ -290,8 +306,10 @@ func fileFingerprint(_ path: String) throws -> String {
     let window: UInt64 = 1 << 20
     var hash = SHA256()
     try handle.seek(toOffset: 0)
-    hash.update([UInt8](try handle.read(upToCount: Int(min(size, window)))
-        ?? Data()))
+    hash.update(
+        [UInt8](
+            try handle.read(upToCount: Int(min(size, window)))
+                ?? Data()))
     if size > window {
         let start = max(window, size - window)
         try handle.seek(toOffset: start)

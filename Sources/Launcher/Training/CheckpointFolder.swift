@@ -58,8 +58,9 @@ struct CheckpointFolder {
                     + underlyingReason(error))
         }
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(
-            atPath: path, isDirectory: &isDirectory), isDirectory.boolValue
+        guard
+            FileManager.default.fileExists(
+                atPath: path, isDirectory: &isDirectory), isDirectory.boolValue
         else { throw DataError("\(option): not a folder") }
         guard access(path, W_OK | X_OK) == 0 else {
             throw DataError(
@@ -75,8 +76,7 @@ struct CheckpointFolder {
         }
         // Temporary files of a write that a kill interrupted.
         for name in try FileManager.default.contentsOfDirectory(atPath: path)
-        where name.hasPrefix(".ckpt-e") && name.contains(".safetensors.tmp-")
-        {
+        where name.hasPrefix(".ckpt-e") && name.contains(".safetensors.tmp-") {
             try? FileManager.default.removeItem(atPath: file(name))
         }
     }

@@ -81,7 +81,8 @@ struct GradientExchange {
         // A dense ring all-reduce moves about 2·V·E floats per rank; the
         // gathered rows, ids.count·E. Only the counts decide, and every
         // rank has the same counts.
-        let sparse = mode == .sparse
+        let sparse =
+            mode == .sparse
             || (mode == .auto && ids.count < vocabulary)
         if sparse {
             sendRows.removeAll(keepingCapacity: true)
@@ -152,7 +153,8 @@ func firstNonFinite(_ x: UnsafePointer<Float>, _ n: Int) -> Int? {
     var lanes = SIMD16<Float>()
     var k = 0
     while k + 16 <= n {
-        lanes += UnsafeRawPointer(x + k).loadUnaligned(as: SIMD16<Float>.self)
+        lanes +=
+            UnsafeRawPointer(x + k).loadUnaligned(as: SIMD16<Float>.self)
             * 0
         k += 16
     }

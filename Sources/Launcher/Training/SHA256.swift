@@ -79,9 +79,10 @@ struct SHA256 {
 
     static func hexString(_ digest: [UInt8]) -> String {
         let digits = Array("0123456789abcdef")
-        return String(digest.flatMap {
-            [digits[Int($0 >> 4)], digits[Int($0 & 15)]]
-        })
+        return String(
+            digest.flatMap {
+                [digits[Int($0 >> 4)], digits[Int($0 & 15)]]
+            })
     }
 
     /// One 64-byte block into the state.
@@ -103,8 +104,11 @@ struct SHA256 {
         for t in 0..<16 {
             var word: UInt32 = 0
             for b in 0..<4 {
-                word = word << 8 | UInt32(block.load(
-                    fromByteOffset: 4 * t + b, as: UInt8.self))
+                word =
+                    word << 8
+                    | UInt32(
+                        block.load(
+                            fromByteOffset: 4 * t + b, as: UInt8.self))
             }
             w[t] = word
         }

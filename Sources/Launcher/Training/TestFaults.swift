@@ -48,8 +48,10 @@ struct TestFaults {
                 guard parts.count == 2 || parts.count == 3,
                     let rank = Int(parts[0]), rank >= 0,
                     let step = Int(parts[1]), step >= 1,
-                    let kind = Kind(rawValue: parts.count == 3 ? parts[2]
-                        : "error")
+                    let kind = Kind(
+                        rawValue: parts.count == 3
+                            ? parts[2]
+                            : "error")
                 else {
                     throw UsageError(
                         "\(failVariable)='\(text)': expected "

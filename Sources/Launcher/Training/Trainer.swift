@@ -131,7 +131,8 @@ final class Trainer {
             }
             let start = step * settings.globalBatch
             let count = min(settings.globalBatch, train.rows - start)
-            let mine = shardRange(count: count, rank: comm.rank, size: comm.size)
+            let mine = shardRange(
+                count: count, rank: comm.rank, size: comm.size)
             batch.removeAll()
             for r in mine { train.append(row: order[start + r], to: &batch) }
             exchange.clear(model)
@@ -215,7 +216,8 @@ final class Trainer {
         model: HeadlineModel, data: TrainingData, comm: Communicator,
         batchSize: Int
     ) throws -> EpochTotals {
-        let mine = shardRange(count: data.rows, rank: comm.rank, size: comm.size)
+        let mine = shardRange(
+            count: data.rows, rank: comm.rank, size: comm.size)
         var totals = EpochTotals()
         forwardInBatches(
             model: model, data: data, rows: mine, batchSize: batchSize

@@ -71,8 +71,9 @@ final class TrainingRun {
             guard let found = try folder.newestValid(warn: printWarning)
             else { return [] }
             let checkpoint = found.checkpoint
-            let differences = settings?.differences(
-                from: checkpoint.settings) ?? []
+            let differences =
+                settings?.differences(
+                    from: checkpoint.settings) ?? []
             guard differences.isEmpty else {
                 throw DataError(
                     "\(found.path) was written with other settings; a "
@@ -242,7 +243,8 @@ final class TrainingRun {
     private func stop(
         _ signal: Int32, epochsDone: Int, progress: EpochProgress
     ) throws {
-        let place = "before step \(progress.step + 1) of epoch "
+        let place =
+            "before step \(progress.step + 1) of epoch "
             + "\(epochsDone + 1)"
         let name = StopSignals.name(signal)
         if let path = try save(epochsDone: epochsDone, progress: progress) {

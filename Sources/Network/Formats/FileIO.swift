@@ -79,7 +79,8 @@ final class FileSource: ByteSource {
         }
         if (info.st_mode & S_IFMT) != S_IFREG {
             close(fd)
-            let kind = (info.st_mode & S_IFMT) == S_IFDIR
+            let kind =
+                (info.st_mode & S_IFMT) == S_IFDIR
                 ? "a directory" : "not a regular file"
             throw FileFormatError(
                 file: path,
@@ -168,7 +169,8 @@ public func writeFileAtomically(
     let directory: String
     let name: String
     if let slash = path.lastIndex(of: "/") {
-        directory = slash == path.startIndex
+        directory =
+            slash == path.startIndex
             ? "/" : String(path[..<slash])
         name = String(path[path.index(after: slash)...])
     } else {
@@ -176,7 +178,8 @@ public func writeFileAtomically(
         name = path
     }
     let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-    let temporary = (directory == "/" ? "" : directory)
+    let temporary =
+        (directory == "/" ? "" : directory)
         + "/.\(name).tmp-\(getpid())-\(suffix)"
 
     let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
@@ -273,21 +276,25 @@ func loadStorage(
 ) throws -> HostArray.Storage {
     switch type {
     case .float32:
-        return .float32(try loadElements(
-            Float.self, count: count, bigEndian: bigEndian, from: source,
-            at: offset))
+        return .float32(
+            try loadElements(
+                Float.self, count: count, bigEndian: bigEndian, from: source,
+                at: offset))
     case .float64:
-        return .float64(try loadElements(
-            Double.self, count: count, bigEndian: bigEndian, from: source,
-            at: offset))
+        return .float64(
+            try loadElements(
+                Double.self, count: count, bigEndian: bigEndian, from: source,
+                at: offset))
     case .int32:
-        return .int32(try loadElements(
-            Int32.self, count: count, bigEndian: bigEndian, from: source,
-            at: offset))
+        return .int32(
+            try loadElements(
+                Int32.self, count: count, bigEndian: bigEndian, from: source,
+                at: offset))
     case .int64:
-        return .int64(try loadElements(
-            Int64.self, count: count, bigEndian: bigEndian, from: source,
-            at: offset))
+        return .int64(
+            try loadElements(
+                Int64.self, count: count, bigEndian: bigEndian, from: source,
+                at: offset))
     }
 }
 

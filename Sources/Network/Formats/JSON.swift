@@ -298,7 +298,8 @@ struct JSONParser {
     private func failure(_ message: String) -> Failure {
         let found: String
         if let byte = peek() {
-            found = byte >= 0x20 && byte < 0x7F
+            found =
+                byte >= 0x20 && byte < 0x7F
                 ? "'\(Character(Unicode.Scalar(byte)))'" : hex(byte)
         } else {
             found = "the end"
@@ -347,7 +348,8 @@ enum JSONWriter {
             case "\t": out += "\\t"
             case _ where scalar.value < 0x20:
                 let digits = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - digits.count)
+                out +=
+                    "\\u" + String(repeating: "0", count: 4 - digits.count)
                     + digits
             default: out.unicodeScalars.append(scalar)
             }

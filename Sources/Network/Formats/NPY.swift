@@ -225,8 +225,9 @@ public enum NPY {
                 "'descr' is a list, a structured dtype; expected one of "
                     + supportedText)
         default:
-            throw fail("'descr' is not a string; expected one of "
-                + supportedText)
+            throw fail(
+                "'descr' is not a string; expected one of "
+                    + supportedText)
         }
         guard let (type, bigEndian) = parseDescr(descr) else {
             throw fail(

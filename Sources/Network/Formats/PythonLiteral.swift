@@ -37,8 +37,7 @@ struct PythonLiteralParser {
     }
 
     /// Parses the whole input as one dict followed only by whitespace.
-    mutating func parseDict() throws -> [(key: String, value: PythonLiteral)]
-    {
+    mutating func parseDict() throws -> [(key: String, value: PythonLiteral)] {
         skipWhitespace()
         try expect(UInt8(ascii: "{"), "'{' opening the header dictionary")
         var entries: [(key: String, value: PythonLiteral)] = []
@@ -184,7 +183,8 @@ struct PythonLiteralParser {
         {
             let digit = Int(byte - UInt8(ascii: "0"))
             let (times10, o1) = value.multipliedReportingOverflow(by: 10)
-            let (next, o2) = negative
+            let (next, o2) =
+                negative
                 ? times10.subtractingReportingOverflow(digit)
                 : times10.addingReportingOverflow(digit)
             if o1 || o2 {
@@ -250,7 +250,8 @@ struct PythonLiteralParser {
         let found: String
         if offset < bytes.count {
             let byte = bytes[offset]
-            found = byte >= 0x20 && byte < 0x7F
+            found =
+                byte >= 0x20 && byte < 0x7F
                 ? "'\(Character(Unicode.Scalar(byte)))'" : hex(byte)
         } else {
             found = "the end"

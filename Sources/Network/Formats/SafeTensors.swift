@@ -188,7 +188,8 @@ public enum SafeTensors {
                     + "machine's \(describeBytes(source.allocationLimit)) "
                     + "of memory")
         }
-        return Header(entries: entries, metadata: metadata,
+        return Header(
+            entries: entries, metadata: metadata,
             dataStart: dataStart)
     }
 
@@ -259,7 +260,9 @@ public enum SafeTensors {
                 guard let number = Int(text), number >= 0,
                     text.first != "-"
                 else {
-                    let why = text.first == "-" ? "is negative"
+                    let why =
+                        text.first == "-"
+                        ? "is negative"
                         : text.contains(where: { ".eE".contains($0) })
                             ? "is not an integer" : "is too large"
                     throw fail(
@@ -339,15 +342,20 @@ public enum SafeTensors {
     /// a model's flat parameter buffer), atomically, without first copying
     /// them into one array. The file is the same as `write` makes.
     public static func writeFloat32(
-        _ tensors: [(name: String, shape: [Int], values: UnsafeBufferPointer<Float>)],
+        _ tensors: [(
+            name: String, shape: [Int], values: UnsafeBufferPointer<Float>
+        )],
         to path: String, metadata: [String: String] = [:]
     ) throws {
         guard hostIsLittleEndian else {
             // The raw memory is not the file's byte order: go the long way.
             try write(
                 tensors.map {
-                    (name: $0.name,
-                     array: HostArray(shape: $0.shape, floats: Array($0.values)))
+                    (
+                        name: $0.name,
+                        array: HostArray(
+                            shape: $0.shape, floats: Array($0.values))
+                    )
                 }, to: path, metadata: metadata)
             return
         }
@@ -363,7 +371,8 @@ public enum SafeTensors {
             metadata: metadata, label: path)
         try prefix.withUnsafeBytes { head in
             try writeFileAtomically(
-                pieces: [head] + tensors.map { UnsafeRawBufferPointer($0.values) },
+                pieces: [head]
+                    + tensors.map { UnsafeRawBufferPointer($0.values) },
                 to: path)
         }
     }
@@ -401,8 +410,13 @@ public enum SafeTensors {
             let entry: [(key: String, value: JSONValue)] = [
                 ("dtype", .string(dtypeName(type))),
                 ("shape", .array(shape.map { .number("\($0)") })),
-                ("data_offsets", .array([.number("\(offset)"),
-                    .number("\(end)")])),
+                (
+                    "data_offsets",
+                    .array([
+                        .number("\(offset)"),
+                        .number("\(end)"),
+                    ])
+                ),
             ]
             members.append((name, .object(entry)))
             offset = end

@@ -41,9 +41,9 @@ enum BlockedProduct {
     /// spill). Package.swift defines HEADLINE_AVX512 when the target CPU
     /// has AVX-512.
     #if HEADLINE_AVX512
-    static let wideTiles = true
+        static let wideTiles = true
     #else
-    static let wideTiles = false
+        static let wideTiles = false
     #endif
 
     /// `wideTiles` is a parameter only so that the tests can run both

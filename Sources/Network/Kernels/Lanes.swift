@@ -7,7 +7,8 @@ enum Lanes {
     /// Calls `body(j, lanes)` for j = 0, 16, 32, ... below `count`, with
     /// `lanes` = min(16, count − j).
     @inline(__always)
-    static func forEach(_ count: Int, _ body: (_ j: Int, _ lanes: Int) -> Void) {
+    static func forEach(_ count: Int, _ body: (_ j: Int, _ lanes: Int) -> Void)
+    {
         var j = 0
         while j < count {
             body(j, min(16, count - j))

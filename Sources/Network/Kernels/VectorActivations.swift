@@ -99,7 +99,8 @@ public enum VectorActivations {
         let shifted = Vector(repeating: shifter).addingProduct(
             y, 0x1.715476p0)  // log2(e)
         let n = Vector(repeating: -shifter) + shifted
-        let nBits = unsafeBitCast(shifted, to: SIMD16<Int32>.self)
+        let nBits =
+            unsafeBitCast(shifted, to: SIMD16<Int32>.self)
             &- Int32(bitPattern: shifter.bitPattern)
         // ln 2 = ln2High + ln2Low to about 2⁻⁵³ (ln2High is ln 2 rounded
         // to float). y − n·ln2High is exact in one fused operation: for

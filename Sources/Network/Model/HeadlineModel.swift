@@ -133,7 +133,8 @@ public final class HeadlineModel {
     /// `lstm_out` (h_T), [rows, U], of the last forward pass.
     public func lstmOutput() -> [Float] {
         let n = work.rows * config.lstmUnits
-        let h = work.hidden + config.sequenceLength * work.rows
+        let h =
+            work.hidden + config.sequenceLength * work.rows
             * config.lstmUnits
         return Array(UnsafeBufferPointer(start: h, count: n))
     }
@@ -196,7 +197,8 @@ public final class HeadlineModel {
         for b in 0..<rows {
             for s in 0..<t {
                 let id = Int(ids[b * t + s])
-                precondition(id >= 0 && id < v, "token id \(id) outside 0..<\(v)")
+                precondition(
+                    id >= 0 && id < v, "token id \(id) outside 0..<\(v)")
                 var slot = Int(work.slotOfId[id])
                 if slot < 0 {
                     slot = distinct
@@ -312,8 +314,10 @@ public final class HeadlineModel {
             // The rows still in their padding share the computed one's
             // state.
             for b in computed..<rows {
-                (hNext + b * u).update(from: hNext + (computed - 1) * u, count: u)
-                (cNext + b * u).update(from: cNext + (computed - 1) * u, count: u)
+                (hNext + b * u).update(
+                    from: hNext + (computed - 1) * u, count: u)
+                (cNext + b * u).update(
+                    from: cNext + (computed - 1) * u, count: u)
             }
         }
         if frozen {
@@ -442,7 +446,8 @@ public final class HeadlineModel {
             w + offsets.mainKernel, ldb: 1, upper, ldc: h)
         for layer in stride(from: layers - 1, through: 0, by: -1) {
             let out = work.denseOutputs + layer * rows * h
-            let input = layer == 0
+            let input =
+                layer == 0
                 ? UnsafePointer(work.concatenated)
                 : UnsafePointer(work.denseOutputs + (layer - 1) * rows * h)
             let width = layer == 0 ? u + a : h
@@ -515,7 +520,8 @@ public final class HeadlineModel {
                     let o = Lanes.load(z + 3 * u + j, lanes)
                     let tc = Lanes.load(tanhC + k, lanes)
                     let dhk = Lanes.load(dh + k, lanes)
-                    let dck = Lanes.load(dc + k, lanes)
+                    let dck =
+                        Lanes.load(dc + k, lanes)
                         + dhk * o * (1 - tc * tc)
                     Lanes.store(dck * gg * i * (1 - i), d + j, lanes)
                     Lanes.store(

@@ -104,7 +104,8 @@ public enum Initializers {
         var out = [Double](repeating: 0, count: rows * cols)
         for r in 0..<rows {
             for c in 0..<cols {
-                out[r * cols + c] = rows >= cols
+                out[r * cols + c] =
+                    rows >= cols
                     ? q[c * tall + r] : q[r * tall + c]
             }
         }

@@ -35,9 +35,15 @@ public struct ModelConfig: Equatable, Sendable, Codable {
     /// Names of the sizes that are not positive, empty when all are valid.
     public var invalidSizes: [String] {
         var bad: [String] = []
-        if vocabularySize < 1 { bad.append("vocabulary size \(vocabularySize)") }
-        if embeddingWidth < 1 { bad.append("embedding width \(embeddingWidth)") }
-        if sequenceLength < 1 { bad.append("sequence length \(sequenceLength)") }
+        if vocabularySize < 1 {
+            bad.append("vocabulary size \(vocabularySize)")
+        }
+        if embeddingWidth < 1 {
+            bad.append("embedding width \(embeddingWidth)")
+        }
+        if sequenceLength < 1 {
+            bad.append("sequence length \(sequenceLength)")
+        }
         if lstmUnits < 1 { bad.append("LSTM units \(lstmUnits)") }
         if auxFeatures < 0 { bad.append("aux features \(auxFeatures)") }
         if denseUnits < 1 { bad.append("dense units \(denseUnits)") }

@@ -70,5 +70,7 @@ public struct ParameterLayout: Sendable {
 
     /// The range of every weight except the embedding: one block at the
     /// front of the buffer.
-    public var denseBlock: Range<Int> { 0..<self["embedding/embeddings"].offset }
+    public var denseBlock: Range<Int> {
+        0..<self["embedding/embeddings"].offset
+    }
 }

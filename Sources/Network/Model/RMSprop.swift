@@ -98,7 +98,8 @@ public struct RMSprop: Sendable {
                         let r = Int(row)
                         let start = offset + r * width
                         let v = vBuffer.baseAddress! + start
-                        RMSprop.decay(v, width, rho: rho, times: step - current[r])
+                        RMSprop.decay(
+                            v, width, rho: rho, times: step - current[r])
                         RMSprop.update(
                             v, wBuffer.baseAddress! + start,
                             gBuffer.baseAddress! + start, width, rho: rho,
