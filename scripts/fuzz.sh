@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(npy safetensors csv vocabulary prepare-json)
+all_targets=(npy safetensors csv vocabulary prepare-json checkpoint)
 
 seconds=60
 if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+$ ]]; then
@@ -40,15 +40,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 for target in "${targets[@]}"; do
     case $target in
-    npy | safetensors | csv | vocabulary | prepare-json) ;;
-    checkpoint)
-        # Reserved: the checkpoint reader (safetensors with __metadata__ and
-        # a checksum) is not in the tree yet. Its container is covered by
-        # the safetensors target; add Fuzz/Harnesses/CheckpointFuzz.swift
-        # and a case below when the reader lands.
-        echo "fuzz.sh: no checkpoint harness yet (reader not written); see Fuzz/README.md" >&2
-        exit 2
-        ;;
+    npy | safetensors | csv | vocabulary | prepare-json | checkpoint) ;;
     *)
         echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]" >&2
         echo "targets: ${all_targets[*]}" >&2
@@ -89,13 +81,26 @@ import_sources=(
     Sources/Launcher/Import/Tokenizer.swift
 )
 
-build_module() {  # name, sources...
+# The checkpoint reader also needs the model's types (ModelConfig,
+# StepSums) and a few training files; this Network is the whole module,
+# built into its own folder so that it does not shadow the small one.
+network_all_sources=($(find Sources/Network -name '*.swift' | sort))
+checkpoint_sources=(
+    Sources/Launcher/Data/TrainingData.swift  # DataError
+    Sources/Launcher/Training/Checkpoint.swift
+    Sources/Launcher/Training/Metrics.swift
+    Sources/Launcher/Training/SHA256.swift
+    Sources/Launcher/Training/TrainSettings.swift
+)
+
+build_module() {  # name, sources... (FUZZ_MODULES overrides the folder)
     local name=$1
     shift
     echo "fuzz.sh: building module $name" >&2
     if ! "$swiftc" "${flags[@]}" -enable-testing -wmo -module-name "$name" \
-        -emit-module -emit-module-path "$build/modules/$name.swiftmodule" \
-        -c "$@" -o "$build/$name.o" >"$build/build-$name.log" 2>&1; then
+        -I "${FUZZ_MODULES:-$build/modules}" \
+        -emit-module -emit-module-path "${FUZZ_MODULES:-$build/modules}/$name.swiftmodule" \
+        -c "$@" -o "$build/${FUZZ_OBJECT:-$name}.o" >"$build/build-$name.log" 2>&1; then
         grep -v 'ld.gold: warning' "$build/build-$name.log" >&2
         echo "fuzz.sh: building $name failed" >&2
         exit 2
@@ -107,7 +112,7 @@ build_harness() {  # target, module, harness files...
     shift 2
     echo "fuzz.sh: building harness $target" >&2
     # ld.gold warns about every ASan helper symbol; the log keeps them.
-    if ! "$swiftc" "${flags[@]}" -I "$build/modules" Fuzz/Harnesses/Support.swift \
+    if ! "$swiftc" "${flags[@]}" -I "${FUZZ_MODULES:-$build/modules}" Fuzz/Harnesses/Support.swift \
         "$@" "$build/$module.o" -o "$build/fuzz-$target" \
         >"$build/build-$target.log" 2>&1; then
         grep -v 'ld.gold: warning' "$build/build-$target.log" >&2
@@ -118,14 +123,23 @@ build_harness() {  # target, module, harness files...
 
 needs_network=0
 needs_import=0
+needs_checkpoint=0
 for target in "${targets[@]}"; do
     case $target in
     npy | safetensors) needs_network=1 ;;
+    checkpoint) needs_checkpoint=1 ;;
     *) needs_import=1 ;;
     esac
 done
 [ $needs_network -eq 1 ] && build_module Network "${network_sources[@]}"
 [ $needs_import -eq 1 ] && build_module LauncherImport "${import_sources[@]}"
+if [ $needs_checkpoint -eq 1 ]; then
+    mkdir -p "$build/modules-all"
+    FUZZ_MODULES=$build/modules-all FUZZ_OBJECT=NetworkAll \
+        build_module Network "${network_all_sources[@]}"
+    FUZZ_MODULES=$build/modules-all \
+        build_module LauncherCheckpoint "${checkpoint_sources[@]}"
+fi
 for target in "${targets[@]}"; do
     case $target in
     npy) build_harness npy Network Fuzz/Harnesses/TensorSupport.swift Fuzz/Harnesses/NPYFuzz.swift ;;
@@ -133,6 +147,9 @@ for target in "${targets[@]}"; do
     csv) build_harness csv LauncherImport Fuzz/Harnesses/CSVFuzz.swift ;;
     vocabulary) build_harness vocabulary LauncherImport Fuzz/Harnesses/VocabularyFuzz.swift ;;
     prepare-json) build_harness prepare-json LauncherImport Fuzz/Harnesses/PrepareJSONFuzz.swift ;;
+    checkpoint)
+        FUZZ_MODULES=$build/modules-all build_harness checkpoint LauncherCheckpoint \
+            Fuzz/Harnesses/CheckpointFuzz.swift "$build/NetworkAll.o" ;;
     esac
 done
 

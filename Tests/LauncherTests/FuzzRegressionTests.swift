@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Network
 
 @testable import Launcher
 
@@ -27,6 +28,33 @@ final class FuzzRegressionTests: XCTestCase {
                     error is ImportError, "\(name): \(type(of: error)) \(error)"
                 )
             }
+        }
+    }
+
+    /// Inputs the checkpoint fuzzer found (none so far) must be refused
+    /// cleanly; its seeds, real checkpoints, must still decode.
+    func testCheckpointCrashersAndSeeds() throws {
+        for (name, bytes) in try fuzzCrashers("checkpoint") {
+            XCTAssertThrowsError(try Checkpoint.decode(bytes, file: name)) {
+                error in
+                XCTAssertTrue(
+                    error is DataError || error is FileFormatError,
+                    "\(name): \(type(of: error)) \(error)")
+            }
+        }
+        let root = URL(fileURLWithPath: "\(#filePath)")
+            .deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let seeds = root.appendingPathComponent("Fuzz/corpus/checkpoint")
+        let names = try FileManager.default.contentsOfDirectory(
+            atPath: seeds.path
+        ).filter { $0.hasSuffix(".safetensors") }
+        XCTAssertFalse(names.isEmpty)
+        for name in names {
+            let bytes = [UInt8](
+                try Data(contentsOf: seeds.appendingPathComponent(name)))
+            let checkpoint = try Checkpoint.decode(bytes, file: name)
+            XCTAssertFalse(checkpoint.parameters.isEmpty, name)
         }
     }
 

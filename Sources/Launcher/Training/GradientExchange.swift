@@ -14,14 +14,7 @@ import Network
 /// alike.
 struct GradientExchange {
     /// How the embedding rows are exchanged between ranks.
-    enum Mode: String, CaseIterable {
-        /// Rows when fewer are touched than the table has, else dense.
-        case auto
-        /// Always the whole table (an all-reduce).
-        case dense
-        /// Always the touched rows (gathered).
-        case sparse
-    }
+    typealias Mode = ExchangeMode
 
     let comm: Communicator
     let mode: Mode

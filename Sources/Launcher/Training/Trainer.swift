@@ -2,24 +2,6 @@ import Collective
 import Foundation
 import Network
 
-/// Everything `train` was asked to do, already checked.
-struct TrainSettings {
-    var epochs = 1
-    var globalBatch = 32
-    var learningRate = 0.001
-    var rho = 0.9
-    var epsilon = 1e-7
-    var mainWeight = 1.0
-    var auxWeight = 0.2
-    var seed: UInt64 = 1
-    var shuffle = true
-    var validationSplit = 0.0
-    var exchange = GradientExchange.Mode.auto
-    /// Skip a step whose loss or gradient is not finite, instead of
-    /// stopping (`--skip-nonfinite`).
-    var skipNonFinite = false
-}
-
 /// Where an epoch starts: its first step, with the figures of the steps
 /// before it (a resumed epoch), or at the beginning.
 struct EpochProgress {
