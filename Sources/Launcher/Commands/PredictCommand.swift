@@ -222,10 +222,7 @@ enum EvaluateCommand {
             prefix: "", mainWeight: lossWeights[0], auxWeight: lossWeights[1])
         if comm.rank == 0 {
             if args.flag("json") {
-                print(
-                    "{"
-                        + figures.map { "\"\($0.0)\": \(jsonNumber($0.1))" }
-                        .joined(separator: ", ") + "}")
+                print(jsonObject(figures))
             } else {
                 print(
                     "\(data.rows) rows - "

@@ -110,19 +110,9 @@ struct MetricsLog {
     /// Keeps an existing file, for a resumed run.
     init(appendingTo path: String) { self.path = path }
 
-    /// `{"epoch": n, name: value, ...}`, without the newline. Non-finite
-    /// values become null, because JSON has no NaN.
+    /// `{"epoch": n, name: value, ...}`, without the newline.
     static func line(epoch: Int, figures: [(String, Double)]) -> String {
-        var fields = ["\"epoch\": \(epoch)"]
-        for (name, value) in figures {
-            fields.append("\"\(name)\": " + jsonNumber(value))
-        }
-        return "{" + fields.joined(separator: ", ") + "}"
-    }
-
-    /// Appends `line(epoch:figures:)`.
-    func append(epoch: Int, figures: [(String, Double)]) throws {
-        try append(line: MetricsLog.line(epoch: epoch, figures: figures))
+        jsonObject(figures, first: "\"epoch\": \(epoch)")
     }
 
     /// Replaces the file's contents with `lines`, atomically: a resumed
@@ -152,7 +142,13 @@ struct MetricsLog {
     }
 }
 
-/// A JSON number for `value`, or `null` when it is not finite.
-func jsonNumber(_ value: Double) -> String {
-    value.isFinite ? "\(value)" : "null"
+/// `{name: value, ...}` for `figures`, after the member `first` when
+/// given. Non-finite values become null, because JSON has no NaN.
+func jsonObject(_ figures: [(String, Double)], first: String? = nil)
+    -> String
+{
+    let members = (first.map { [$0] } ?? []) + figures.map { name, value in
+        "\"\(name)\": " + (value.isFinite ? "\(value)" : "null")
+    }
+    return "{" + members.joined(separator: ", ") + "}"
 }
