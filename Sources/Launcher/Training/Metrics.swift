@@ -78,6 +78,15 @@ struct EpochTotals {
 
     init() {}
 
+    /// Zero sums again, keeping the buckets' storage (a step reuses one).
+    mutating func reset() {
+        sums = StepSums()
+        for k in mainAUC.buckets.indices {
+            mainAUC.buckets[k] = 0
+            auxAUC.buckets[k] = 0
+        }
+    }
+
     init(packed: [Double]) {
         let s = StepSums().packed.count, b = 2 * AUCAccumulator.thresholds
         sums = StepSums(packed: packed[0..<s])

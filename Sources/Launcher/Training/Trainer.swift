@@ -62,6 +62,8 @@ final class Trainer {
     var lastSkipReason: TrainingError?
     private var batch: Batch
     private var exchange: GradientExchange
+    /// This rank's figures of the current step, reused from step to step.
+    private var local = EpochTotals()
 
     init(
         comm: Communicator, model: HeadlineModel, settings: TrainSettings,
@@ -119,7 +121,7 @@ final class Trainer {
             for r in mine { train.append(row: order[start + r], to: &batch) }
             exchange.clear(model)
             model.forward(batch)
-            var local = EpochTotals()
+            local.reset()
             local.add(model: model, labels: batch.labels)
             model.backward(
                 labels: batch.labels, mainWeight: Float(settings.mainWeight),
