@@ -171,7 +171,7 @@ public final class Communicator: @unchecked Sendable {
     ///
     /// Checks `MPI_Finalized` first because OpenMPI aborts the whole job,
     /// whatever the error handler, when MPI is used after finalising.
-    private func activeComm(_ operation: String) throws -> MPI_Comm? {
+    func activeComm(_ operation: String) throws -> MPI_Comm? {
         guard let comm else { return nil }
         var done: Int32 = 0
         try check(MPI_Finalized(&done), "MPI_Finalized")
@@ -204,6 +204,16 @@ public final class Communicator: @unchecked Sendable {
         guard let comm = try activeComm("allreduce"),
             let base = buffer.baseAddress
         else { return }
+        if buffer.count <= maxChunk {
+            // The usual case, without the list of pieces: a training step
+            // makes several of these calls and should allocate nothing.
+            try check(
+                MPI_Allreduce(
+                    cmpi_in_place(), base, Int32(buffer.count), type,
+                    op.mpiOp, comm),
+                "MPI_Allreduce")
+            return
+        }
         for piece in chunks(total: buffer.count, limit: maxChunk) {
             try check(
                 MPI_Allreduce(

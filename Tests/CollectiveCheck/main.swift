@@ -240,6 +240,72 @@ func checkType<T: CheckScalar>(_: T.Type) {
         }
         return compare(got, expected)
     }
+    // The buffer forms, with few enough values to fit a piece limit of
+    // 7 on 3 ranks (they refuse rather than split; see below).
+    run("allgather-into \(name)") {
+        let mine = [T(checkValue: rank * 10), T(checkValue: rank * 10 + 1)]
+        var got = [T](repeating: T(checkValue: -1), count: 2 * n + 1)
+        try mine.withUnsafeBufferPointer { send in
+            try got.withUnsafeMutableBufferPointer {
+                try world.allgather(send, into: $0)
+            }
+        }
+        let expected = (0..<n).flatMap { r in
+            [T(checkValue: r * 10), T(checkValue: r * 10 + 1)]
+        }
+        // The spare last slot is left alone.
+        return compare(got, expected + [T(checkValue: -1)])
+    }
+    run("allgatherVariable-into \(name)") {
+        // Rank r sends r % 3 values (rank 0 none).
+        let counts = (0..<n).map { Int32($0 % 3) }
+        let mine = (0..<(rank % 3)).map { T(checkValue: rank * 100 + $0) }
+        let total = counts.reduce(0) { $0 + Int($1) }
+        var got = [T](repeating: T(checkValue: -1), count: total)
+        try mine.withUnsafeBufferPointer { send in
+            try counts.withUnsafeBufferPointer { counts in
+                try got.withUnsafeMutableBufferPointer {
+                    try world.allgatherVariable(
+                        send, counts: counts, into: $0)
+                }
+            }
+        }
+        let expected = (0..<n).flatMap { r in
+            (0..<(r % 3)).map { T(checkValue: r * 100 + $0) }
+        }
+        return compare(got, expected)
+    }
+    run("alltoallVariable \(name)") {
+        // Rank r sends (r + k) % 2 values to rank k, valued 1000 r + 10 k
+        // + index, so each receiver can tell where every value came from.
+        let sendCounts = (0..<n).map { Int32((rank + $0) % 2) }
+        let receiveCounts = (0..<n).map { Int32(($0 + rank) % 2) }
+        var send: [T] = []
+        for k in 0..<n {
+            for j in 0..<Int(sendCounts[k]) {
+                send.append(T(checkValue: 1000 * rank + 10 * k + j))
+            }
+        }
+        var expected: [T] = []
+        for k in 0..<n {
+            for j in 0..<Int(receiveCounts[k]) {
+                expected.append(T(checkValue: 1000 * k + 10 * rank + j))
+            }
+        }
+        var got = [T](repeating: T(checkValue: -1), count: expected.count)
+        try send.withUnsafeBufferPointer { send in
+            try sendCounts.withUnsafeBufferPointer { sendCounts in
+                try got.withUnsafeMutableBufferPointer { got in
+                    try receiveCounts.withUnsafeBufferPointer {
+                        try world.alltoallVariable(
+                            send, sendCounts: sendCounts, into: got,
+                            receiveCounts: $0)
+                    }
+                }
+            }
+        }
+        return compare(got, expected)
+    }
     run("startAllreduce-sum \(name)") {
         var data = (0..<1000).map { T(checkValue: rank + 1 + $0) }
         var busy = 0
@@ -316,6 +382,46 @@ func runChecks() {
         var data = [Unsupported(value: 1)]
         return expectRefusal("unsupported scalar type") {
             try world.allreduce(&data, .sum)
+        }
+    }
+    run("refuse-counts-not-one-per-rank") {
+        let counts = [Int32](repeating: 0, count: size + 1)
+        var out = [Float](repeating: 0, count: 1)
+        return expectRefusal("counts for \(size) ranks") {
+            try counts.withUnsafeBufferPointer { counts in
+                try out.withUnsafeMutableBufferPointer {
+                    try world.allgatherVariable(
+                        UnsafeBufferPointer(start: nil, count: 0),
+                        counts: counts, into: $0)
+                }
+            }
+        }
+    }
+    run("refuse-own-count-mismatch") {
+        // Every rank claims one value more than it sends.
+        let counts = [Int32](repeating: 2, count: size)
+        let mine: [Float] = [1]
+        var out = [Float](repeating: 0, count: 2 * size)
+        return expectRefusal("the counts say 2") {
+            try mine.withUnsafeBufferPointer { send in
+                try counts.withUnsafeBufferPointer { counts in
+                    try out.withUnsafeMutableBufferPointer {
+                        try world.allgatherVariable(
+                            send, counts: counts, into: $0)
+                    }
+                }
+            }
+        }
+    }
+    run("refuse-result-too-small") {
+        let mine: [Double] = [1, 2]
+        var out = [Double](repeating: 0, count: 2 * size - 1)
+        return expectRefusal("needed") {
+            try mine.withUnsafeBufferPointer { send in
+                try out.withUnsafeMutableBufferPointer {
+                    try world.allgather(send, into: $0)
+                }
+            }
         }
     }
     if size > 1 {

@@ -91,6 +91,87 @@ final class WorldOfOneTests: XCTestCase {
         XCTAssertEqual(try world.allgatherVariable([Double]()), [])
     }
 
+    /// The buffer forms copy this rank's values, even past the piece
+    /// limit of 3 (a world of one makes no MPI call to limit).
+    func testBufferCollectivesCopyOwnValues() throws {
+        let mine: [Float] = [1, 2, 3, 4, 5]
+        var out = [Float](repeating: -1, count: 6)
+        try mine.withUnsafeBufferPointer { send in
+            try out.withUnsafeMutableBufferPointer {
+                try world.allgather(send, into: $0)
+            }
+        }
+        XCTAssertEqual(out, [1, 2, 3, 4, 5, -1])
+        out = [Float](repeating: -1, count: 5)
+        let counts: [Int32] = [5]
+        try mine.withUnsafeBufferPointer { send in
+            try counts.withUnsafeBufferPointer { counts in
+                try out.withUnsafeMutableBufferPointer {
+                    try world.allgatherVariable(send, counts: counts, into: $0)
+                }
+            }
+        }
+        XCTAssertEqual(out, mine)
+        out = [Float](repeating: -1, count: 5)
+        try mine.withUnsafeBufferPointer { send in
+            try counts.withUnsafeBufferPointer { counts in
+                try out.withUnsafeMutableBufferPointer {
+                    try world.alltoallVariable(
+                        send, sendCounts: counts, into: $0,
+                        receiveCounts: counts)
+                }
+            }
+        }
+        XCTAssertEqual(out, mine)
+    }
+
+    /// Counts that do not describe the buffers are refused before any copy.
+    func testBufferCollectivesRefuseBadCounts() throws {
+        let mine: [Int32] = [1, 2]
+        var out = [Int32](repeating: 0, count: 2)
+        let cases: [([Int32], [Int32], String)] = [
+            ([2, 0], [2], "2 counts for 1 ranks"),
+            ([3], [3], "rank 0 sends 2 values but the counts say 3"),
+            ([-1], [-1], "count -1 for rank 0 is negative"),
+            ([2], [1], "sends 2 values to itself but expects 1"),
+        ]
+        for (sendCounts, receiveCounts, message) in cases {
+            XCTAssertThrowsError(
+                try mine.withUnsafeBufferPointer { send in
+                    try sendCounts.withUnsafeBufferPointer { sendCounts in
+                        try receiveCounts.withUnsafeBufferPointer {
+                            receiveCounts in
+                            try out.withUnsafeMutableBufferPointer { out in
+                                if message.contains("itself") {
+                                    try world.alltoallVariable(
+                                        send, sendCounts: sendCounts,
+                                        into: out,
+                                        receiveCounts: receiveCounts)
+                                } else {
+                                    try world.allgatherVariable(
+                                        send, counts: sendCounts, into: out)
+                                }
+                            }
+                        }
+                    }
+                }
+            ) { error in
+                XCTAssertTrue(
+                    "\(error)".contains(message), "\(error) lacks \(message)")
+            }
+        }
+        var small = [Int32](repeating: 0, count: 1)
+        XCTAssertThrowsError(
+            try mine.withUnsafeBufferPointer { send in
+                try small.withUnsafeMutableBufferPointer {
+                    try world.allgather(send, into: $0)
+                }
+            }
+        ) { error in
+            XCTAssertTrue("\(error)".contains("holds 1 values; 2 needed"))
+        }
+    }
+
     func testStartAllreduceAndWait() throws {
         var data: [Float] = [1, 2, 3, 4, 5, 6, 7]
         try data.withUnsafeMutableBufferPointer { buffer in
