@@ -143,10 +143,19 @@ final class SparseRMSpropTests: XCTestCase {
             }
             touched.shuffle(using: &rng)
             dense.apply(to: &wDense, gradients: g)
+            // The sparse form gets the rows compact, in the list's order,
+            // and a gradient buffer whose block holds garbage it must not
+            // read.
+            let compact = touched.flatMap { r in
+                g[(front + Int(r) * width)..<(front + Int(r + 1) * width)]
+            }
+            var unread = g
+            for k in front..<(count - back) { unread[k] = .nan }
             touched.withUnsafeBufferPointer { rows in
                 sparse.applySparse(
-                    to: &wSparse, gradients: g, blockOffset: front,
-                    rowWidth: width, rowCount: rowsInBlock, rows: rows)
+                    to: &wSparse, gradients: unread, blockOffset: front,
+                    rowWidth: width, rowCount: rowsInBlock, rows: rows,
+                    rowGradients: compact)
             }
             XCTAssertEqual(
                 wDense.map(\.bitPattern), wSparse.map(\.bitPattern),
@@ -165,7 +174,8 @@ final class SparseRMSpropTests: XCTestCase {
             [Int32]().withUnsafeBufferPointer { rows in
                 sparse.applySparse(
                     to: &wSparse, gradients: g, blockOffset: front,
-                    rowWidth: width, rowCount: rowsInBlock, rows: rows)
+                    rowWidth: width, rowCount: rowsInBlock, rows: rows,
+                    rowGradients: [])
             }
         }
         XCTAssertEqual(

@@ -43,8 +43,11 @@ enum TrainCommand {
                 "no-shuffle", help: "keep the data order in every epoch"),
             OptionSpec(
                 "gradient-exchange", value: "MODE",
-                help: "embedding rows between ranks: auto (rows when fewer "
-                    + "than V are touched), dense or sparse (default auto)"),
+                help: "embedding gradient between ranks: sparse (each "
+                    + "rank sums and updates the touched rows it owns, then "
+                    + "shares them), dense (all-reduce of the whole table, "
+                    + "every rank updates every touched row) or auto, "
+                    + "which is sparse (default auto)"),
             OptionSpec(
                 "timing-skip", value: "K",
                 help:

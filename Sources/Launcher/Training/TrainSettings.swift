@@ -20,10 +20,13 @@ struct TrainSettings {
 
 /// How the ranks exchange the embedding gradient's rows.
 enum ExchangeMode: String, CaseIterable {
-    /// Rows when fewer are touched than the table has, else dense.
+    /// The default: `sparse`, which never moves more than `dense` (see
+    /// `GradientExchange`).
     case auto
-    /// Always the whole table (an all-reduce).
+    /// An all-reduce of the whole table; every rank updates every
+    /// touched row.
     case dense
-    /// Always the touched rows (gathered).
+    /// The touched rows, each summed and updated by its owning rank,
+    /// then shared.
     case sparse
 }

@@ -132,28 +132,34 @@ final class Trainer {
             try comm.allreduce(&stepSums, .sum)
             let reduced = StepSums(packed: stepSums[...])
             try exchange.exchange(model)
-            // Judged after the reductions: every rank sees the same sums
-            // and gradients (a NaN or infinity survives any order of
-            // summation), so all take the same branch, and a bad step is
-            // never applied.
-            if let trouble = nonFinite(reduced, epoch: epoch, step: step) {
+            // Judged after the reductions, on the summed values (a NaN or
+            // infinity survives any order of summation), and agreed, since
+            // each rank holds the sums of its own embedding rows only: all
+            // ranks take the same branch, and a bad step is never applied.
+            if let (rank, trouble) = try agreedTrouble(
+                nonFinite(reduced, epoch: epoch, step: step))
+            {
                 guard settings.skipNonFinite else {
-                    // Rank 0 alone says why.
-                    throw AgreedFailure(
-                        rank: 0, local: comm.rank == 0 ? trouble : nil)
+                    // The lowest rank that saw it alone says why.
+                    throw AgreedFailure(rank: rank, local: trouble)
                 }
                 skippedSteps += 1
-                lastSkipReason = trouble
+                // Only an embedding row can be seen by one rank alone.
+                lastSkipReason =
+                    trouble
+                    ?? .nonFiniteRows(
+                        epoch: epoch + 1, step: step + 1, rank: rank)
                 try onStep(step, totals)
                 continue
             }
-            exchange.rows.withUnsafeBufferPointer { rows in
+            exchange.withSummedRows(model) { rows, rowGradients in
                 optimizer.applySparse(
                     to: &model.parameters, gradients: model.gradients,
                     blockOffset: exchange.embeddingOffset,
                     rowWidth: exchange.width, rowCount: exchange.vocabulary,
-                    rows: rows)
+                    rows: rows, rowGradients: rowGradients)
             }
+            try exchange.shareUpdatedRows(model)
             totals.sums += reduced
             totals.mainAUC.buckets.addInPlace(local.mainAUC.buckets)
             totals.auxAUC.buckets.addInPlace(local.auxAUC.buckets)
@@ -166,6 +172,24 @@ final class Trainer {
         totals.mainAUC.buckets = Array(buckets[0..<half])
         totals.auxAUC.buckets = Array(buckets[half...])
         return .finished(totals)
+    }
+
+    /// The optimizer's velocity for a checkpoint; a collective.
+    func checkpointVelocity() throws -> [Float] {
+        try exchange.checkpointVelocity(optimizer)
+    }
+
+    /// Agrees on this rank's verdict on the step: the lowest rank that
+    /// found trouble, with its reason there (nil on the others), or nil
+    /// when no rank did. One tiny all-reduce, made by every rank.
+    private func agreedTrouble(_ mine: TrainingError?) throws
+        -> (rank: Int, trouble: TrainingError?)?
+    {
+        var lowest: [Int64] = [Int64(mine == nil ? comm.size : comm.rank)]
+        try comm.allreduce(&lowest, .min)
+        let rank = Int(lowest[0])
+        guard rank < comm.size else { return nil }
+        return (rank, rank == comm.rank ? mine : nil)
     }
 
     /// Why step `step` of epoch `epoch` (0-based) cannot be applied, or nil
@@ -184,15 +208,18 @@ final class Trainer {
         return .nonFiniteGradient(
             epoch: epoch + 1, step: step + 1,
             weight: entry?.name ?? "weight \(bad)",
-            value: model.gradients[bad])
+            value: exchange.gradient(at: bad, model))
     }
 
     /// Loss, accuracy and AUC of the current weights on `data`, with its
     /// rows split over the ranks.
     func evaluate(_ data: TrainingData) throws -> EpochTotals {
+        // Each rank's batches no larger than its training share, so the
+        // workspace, sized for the worst case of that share, does not
+        // grow (by some 30 MB per rank at the full size) for validation.
         try Trainer.evaluate(
             model: model, data: data, comm: comm,
-            batchSize: settings.globalBatch)
+            batchSize: (settings.globalBatch + comm.size - 1) / comm.size)
     }
 
     /// As `evaluate(_:)`, for any model.
@@ -238,6 +265,8 @@ func forwardInBatches(
 enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(epoch: Int, step: Int, main: Double, aux: Double)
     case nonFiniteGradient(epoch: Int, step: Int, weight: String, value: Float)
+    /// Seen by rank `rank` in the embedding rows it updates.
+    case nonFiniteRows(epoch: Int, step: Int, rank: Int)
 
     /// What happened, without advice.
     var fact: String {
@@ -249,6 +278,10 @@ enum TrainingError: Error, CustomStringConvertible {
         case let .nonFiniteGradient(epoch, step, weight, value):
             return "the gradient of '\(weight)' became non-finite "
                 + "(\(value)) in epoch \(epoch), step \(step)"
+        case let .nonFiniteRows(epoch, step, rank):
+            return "the gradient of 'embedding/embeddings' became "
+                + "non-finite in rows that rank \(rank) updates, in epoch "
+                + "\(epoch), step \(step)"
         }
     }
 

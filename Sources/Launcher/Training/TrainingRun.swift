@@ -275,6 +275,7 @@ final class TrainingRun {
         // Each rank's own AUC buckets of the epoch so far.
         let auc = try comm.allgather(
             progress.totals.mainAUC.buckets + progress.totals.auxAUC.buckets)
+        let velocity = try trainer.checkpointVelocity()
         // Rank 0 writes; the others wait for the outcome, so a full disk
         // ends every rank together, and none exits while the file is
         // half written (mpirun kills a job when one rank exits).
@@ -296,7 +297,7 @@ final class TrainingRun {
                 layout: model.layout.entries.map { "\($0.name) \($0.shape)" }
                     .joined(separator: "\n"),
                 parameters: model.parameters,
-                velocity: trainer.optimizer.savedVelocity(),
+                velocity: velocity,
                 epochSums: progress.totals.sums.packed, epochAUC: auc)
             try folder.write(checkpoint)
         }

@@ -59,6 +59,11 @@ public final class HeadlineModel {
     public var parameters: [Float]
     /// The gradient of the loss for every weight, in `layout`.
     public var gradients: [Float]
+    /// Whether `backward` adds the embedding rows' gradient into
+    /// `gradients` (the default). Off, it stays only in
+    /// `embeddingRowGradients`, for a caller that sends those rows to
+    /// other ranks and sums them itself.
+    public var scattersEmbeddingGradient = true
 
     private var work: Workspace
     private let offsets: Offsets
@@ -554,6 +559,7 @@ public final class HeadlineModel {
         MatrixProducts.multiplyTransposedB(
             m: n, n: e, k: g4, work.projectionGrad, lda: g4,
             w + offsets.lstmKernel, ldb: g4, work.xuGrad, ldc: e)
+        guard scattersEmbeddingGradient else { return }
         let dEmbedding = g + offsets.embedding
         for slot in 0..<n {
             Lanes.accumulate(
@@ -565,6 +571,14 @@ public final class HeadlineModel {
     /// Ids whose embedding row the last backward pass wrote.
     public var touchedEmbeddingRows: UnsafeBufferPointer<Int32> {
         UnsafeBufferPointer(start: work.distinctIds, count: work.distinct)
+    }
+
+    /// The last backward pass's embedding gradient in compact form
+    /// [distinct ids, E]: row k belongs to `touchedEmbeddingRows[k]`.
+    /// Valid until the next forward pass.
+    public var embeddingRowGradients: UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(
+            start: work.xuGrad, count: work.distinct * config.embeddingWidth)
     }
 }
 

@@ -66,11 +66,16 @@ public struct RMSprop: Sendable {
     /// Applies one update in which the rows of the block
     /// `[offset, offset + rowCount·width)` have a gradient only where
     /// listed in `rows` (each row at most once); every parameter outside
-    /// the block is updated densely.
+    /// the block is updated densely from `gradients`.
+    ///
+    /// The listed rows' gradients come compact, `rowGradients` [rows, width]
+    /// (row k for `rows[k]`), as an embedding's backward pass makes them;
+    /// the block's part of `gradients` is not read, so it need never be
+    /// written (nor take memory).
     public mutating func applySparse(
         to parameters: inout [Float], gradients: [Float],
         blockOffset offset: Int, rowWidth width: Int, rowCount: Int,
-        rows: UnsafeBufferPointer<Int32>
+        rows: UnsafeBufferPointer<Int32>, rowGradients: UnsafePointer<Float>
     ) {
         precondition(parameters.count == velocity.count)
         precondition(gradients.count == velocity.count)
@@ -93,19 +98,16 @@ public struct RMSprop: Sendable {
         block = nil  // Holds no second reference to `current` meanwhile.
         velocity.withUnsafeMutableBufferPointer { vBuffer in
             parameters.withUnsafeMutableBufferPointer { wBuffer in
-                gradients.withUnsafeBufferPointer { gBuffer in
-                    for row in rows {
-                        let r = Int(row)
-                        let start = offset + r * width
-                        let v = vBuffer.baseAddress! + start
-                        RMSprop.decay(
-                            v, width, rho: rho, times: step - current[r])
-                        RMSprop.update(
-                            v, wBuffer.baseAddress! + start,
-                            gBuffer.baseAddress! + start, width, rho: rho,
-                            decay: decay, lr: lr, eps: eps)
-                        current[r] = step + 1
-                    }
+                for (k, row) in rows.enumerated() {
+                    let r = Int(row)
+                    let start = offset + r * width
+                    let v = vBuffer.baseAddress! + start
+                    RMSprop.decay(v, width, rho: rho, times: step - current[r])
+                    RMSprop.update(
+                        v, wBuffer.baseAddress! + start,
+                        rowGradients + k * width, width, rho: rho,
+                        decay: decay, lr: lr, eps: eps)
+                    current[r] = step + 1
                 }
             }
         }
@@ -202,11 +204,16 @@ public struct RMSprop: Sendable {
         _ g: UnsafePointer<Float>, _ n: Int, rho: Float, decay: Float,
         lr: Float, eps: Float
     ) {
-        for k in 0..<n {
-            let gk = g[k]
-            let vk = rho * v[k] + decay * (gk * gk)
-            v[k] = vk
-            w[k] = w[k] - (lr * gk) / (vk + eps).squareRoot()
+        // Sixteen lanes at a time, written out: the scalar loop does not
+        // vectorise (see `Lanes.squareRoot`). Each lane does the same
+        // operations as the scalar formula, and IEEE square root and
+        // division round the same in a vector, so the bits are the same.
+        Lanes.forEach(n) { k, lanes in
+            let gk = Lanes.load(g + k, lanes)
+            let vk = rho * Lanes.load(v + k, lanes) + decay * (gk * gk)
+            Lanes.store(vk, v + k, lanes)
+            let step = (lr * gk) / Lanes.squareRoot(vk + eps)
+            Lanes.store(Lanes.load(w + k, lanes) - step, w + k, lanes)
         }
     }
 }
