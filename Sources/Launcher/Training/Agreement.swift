@@ -56,15 +56,22 @@ extension Communicator {
         do { try body() } catch { failure = error }
         // One reduction with max: the lowest failing rank travels as
         // minus itself (-size for none), the signal as itself.
-        var flags: [Int64] = [
-            -Int64(failure == nil ? size : rank), Int64(StopSignals.received),
-        ]
-        try allreduce(&flags, .max)
-        let failed = Int(-flags[0])
+        // A tuple, not an array: this runs before every step, which
+        // should allocate nothing.
+        var flags: (Int64, Int64) = (
+            -Int64(failure == nil ? size : rank), Int64(StopSignals.received)
+        )
+        try withUnsafeMutablePointer(to: &flags) { pair in
+            try pair.withMemoryRebound(to: Int64.self, capacity: 2) {
+                try allreduce(
+                    UnsafeMutableBufferPointer(start: $0, count: 2), .max)
+            }
+        }
+        let failed = Int(-flags.0)
         if failed < size {
             throw AgreedFailure(
                 rank: failed, local: failed == rank ? failure : nil)
         }
-        return Int32(flags[1])
+        return Int32(flags.1)
     }
 }

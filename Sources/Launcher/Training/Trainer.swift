@@ -64,6 +64,12 @@ final class Trainer {
     private var exchange: GradientExchange
     /// This rank's figures of the current step, reused from step to step.
     private var local = EpochTotals()
+    /// The step's sums in `StepSums.packed` order, for their all-reduce
+    /// (kept, so the step allocates nothing).
+    private var stepSums = [Double](repeating: 0, count: 5)
+    /// The verdict of each rank for `agreedTrouble`, kept for the same
+    /// reason.
+    private var verdict: [Int64] = [0]
 
     init(
         comm: Communicator, model: HeadlineModel, settings: TrainSettings,
@@ -128,7 +134,12 @@ final class Trainer {
                 auxWeight: Float(settings.auxWeight), scale: 1 / Float(count))
             try faults.afterBackward(globalStep, rank: comm.rank, model: model)
             // Every rank reaches these collectives, with or without rows.
-            var stepSums = local.sums.packed
+            let sums = local.sums
+            stepSums[0] = sums.mainLoss
+            stepSums[1] = sums.auxLoss
+            stepSums[2] = sums.mainCorrect
+            stepSums[3] = sums.auxCorrect
+            stepSums[4] = sums.rows
             try comm.allreduce(&stepSums, .sum)
             let reduced = StepSums(packed: stepSums[...])
             try exchange.exchange(model)
@@ -185,9 +196,9 @@ final class Trainer {
     private func agreedTrouble(_ mine: TrainingError?) throws
         -> (rank: Int, trouble: TrainingError?)?
     {
-        var lowest: [Int64] = [Int64(mine == nil ? comm.size : comm.rank)]
-        try comm.allreduce(&lowest, .min)
-        let rank = Int(lowest[0])
+        verdict[0] = Int64(mine == nil ? comm.size : comm.rank)
+        try comm.allreduce(&verdict, .min)
+        let rank = Int(verdict[0])
         guard rank < comm.size else { return nil }
         return (rank, rank == comm.rank ? mine : nil)
     }
