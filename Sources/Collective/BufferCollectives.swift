@@ -68,6 +68,29 @@ extension Communicator {
         }
     }
 
+    /// As `allgatherVariable(_:counts:into:)`, with this rank's values
+    /// already in place in `buffer` (at the sum of the lower ranks'
+    /// counts), so MPI copies nothing within the rank (`MPI_IN_PLACE`).
+    public func allgatherVariableInPlace<T: CollectiveScalar>(
+        _ buffer: UnsafeMutableBufferPointer<T>,
+        counts: UnsafeBufferPointer<Int32>
+    ) throws {
+        let operation = "allgatherVariableInPlace"
+        let type = try mpiDatatype(T.self, for: operation)
+        let total = try checkCounts(counts, own: nil, operation)
+        try requireRoom(buffer.count, total, operation)
+        guard let comm = try activeComm(operation) else { return }
+        try requireIntCount(total, operation)
+        guard total > 0 else { return }
+        try withDisplacements(counts) { displacements in
+            try check(
+                MPI_Allgatherv(
+                    cmpi_in_place(), 0, type, buffer.baseAddress,
+                    counts.baseAddress, displacements, type, comm),
+                "MPI_Allgatherv")
+        }
+    }
+
     /// Every rank sends `sendCounts[k]` values to rank k, taken from
     /// `send` in rank order (the values for rank 0 first), and receives
     /// `receiveCounts[k]` values from rank k into `receive`, also in rank

@@ -275,6 +275,25 @@ func checkType<T: CheckScalar>(_: T.Type) {
         }
         return compare(got, expected)
     }
+    run("allgatherVariableInPlace \(name)") {
+        // Rank r holds (r + 1) % 3 values, at its place in the buffer.
+        let counts = (0..<n).map { Int32(($0 + 1) % 3) }
+        let start = counts[0..<rank].reduce(0) { $0 + Int($1) }
+        let total = counts.reduce(0) { $0 + Int($1) }
+        var buffer = [T](repeating: T(checkValue: -1), count: total + 1)
+        for j in 0..<Int(counts[rank]) {
+            buffer[start + j] = T(checkValue: rank * 100 + j)
+        }
+        try counts.withUnsafeBufferPointer { counts in
+            try buffer.withUnsafeMutableBufferPointer {
+                try world.allgatherVariableInPlace($0, counts: counts)
+            }
+        }
+        let expected = (0..<n).flatMap { r in
+            (0..<((r + 1) % 3)).map { T(checkValue: r * 100 + $0) }
+        }
+        return compare(buffer, expected + [T(checkValue: -1)])
+    }
     run("alltoallVariable \(name)") {
         // Rank r sends (r + k) % 2 values to rank k, valued 1000 r + 10 k
         // + index, so each receiver can tell where every value came from.

@@ -15,7 +15,8 @@ final class MultiRankTests: XCTestCase {
         "allreduce-sum-array", "allreduce-max-array", "allreduce-min-array",
         "allreduce-sum-buffer", "broadcast-array", "broadcast-buffer",
         "allgather", "allgatherVariable", "allgatherVariable-rank0-empty",
-        "allgather-into", "allgatherVariable-into", "alltoallVariable",
+        "allgather-into", "allgatherVariable-into",
+        "allgatherVariableInPlace", "alltoallVariable",
         "startAllreduce-sum", "startAllreduce-max",
     ]
 

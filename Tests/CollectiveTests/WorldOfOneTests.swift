@@ -123,6 +123,13 @@ final class WorldOfOneTests: XCTestCase {
             }
         }
         XCTAssertEqual(out, mine)
+        var inPlace = mine
+        try counts.withUnsafeBufferPointer { counts in
+            try inPlace.withUnsafeMutableBufferPointer {
+                try world.allgatherVariableInPlace($0, counts: counts)
+            }
+        }
+        XCTAssertEqual(inPlace, mine)
     }
 
     /// Counts that do not describe the buffers are refused before any copy.

@@ -183,43 +183,36 @@ struct GradientExchange {
     /// replicas hold the same weights again. A no-op unless sharded.
     mutating func shareUpdatedRows(_ model: HeadlineModel) throws {
         guard sharded else { return }
-        let me = comm.rank
-        let mine = ownedStart[me]..<ownedStart[me + 1]
-        var total = 0
+        let me = comm.rank, w = width, table = embeddingOffset
         for k in 0..<comm.size {
-            sendCounts[k] = ownedCounts[k] * Int32(width)
-            total += Int(sendCounts[k])
+            sendCounts[k] = ownedCounts[k] * Int32(w)
         }
-        grow(&sendBuffer, to: mine.count * width)
-        grow(&receiveBuffer, to: total)
-        let w0 = embeddingOffset
-        model.parameters.withUnsafeMutableBufferPointer { p in
-            sendBuffer.withUnsafeMutableBufferPointer { send in
-                for (k, id) in ownedRows[mine].enumerated() {
-                    (send.baseAddress! + k * width).update(
-                        from: p.baseAddress! + w0 + Int(id) * width,
-                        count: width)
+        grow(&receiveBuffer, to: ownedStart[comm.size] * w)
+        // Every rank's rows, owner by owner, in `ownedRows` order; this
+        // rank's part is filled here and MPI fills the others in place.
+        let rowList = ownedRows
+        model.parameters.withUnsafeBufferPointer { p in
+            receiveBuffer.withUnsafeMutableBufferPointer { out in
+                for slot in ownedStart[me]..<ownedStart[me + 1] {
+                    (out.baseAddress! + slot * w).update(
+                        from: p.baseAddress! + table + Int(rowList[slot]) * w,
+                        count: w)
                 }
             }
         }
-        try sendBuffer.withUnsafeBufferPointer { send in
+        try receiveBuffer.withUnsafeMutableBufferPointer { buffer in
             try sendCounts.withUnsafeBufferPointer { counts in
-                try receiveBuffer.withUnsafeMutableBufferPointer { receive in
-                    try comm.allgatherVariable(
-                        UnsafeBufferPointer(
-                            rebasing: send[0..<(mine.count * width)]),
-                        counts: counts, into: receive)
-                }
+                try comm.allgatherVariableInPlace(buffer, counts: counts)
             }
         }
         model.parameters.withUnsafeMutableBufferPointer { p in
-            receiveBuffer.withUnsafeBufferPointer { receive in
+            receiveBuffer.withUnsafeBufferPointer { received in
                 for k in 0..<comm.size where k != me {
                     for slot in ownedStart[k]..<ownedStart[k + 1] {
-                        let id = Int(ownedRows[slot])
-                        (p.baseAddress! + w0 + id * width).update(
-                            from: receive.baseAddress! + slot * width,
-                            count: width)
+                        (p.baseAddress! + table + Int(rowList[slot]) * w)
+                            .update(
+                                from: received.baseAddress! + slot * w,
+                                count: w)
                     }
                 }
             }
