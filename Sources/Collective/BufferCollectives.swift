@@ -6,10 +6,14 @@ import CMPI
 // their result from counts they first gather themselves.
 //
 // Each takes counts that every rank already knows, so no call of its own
-// is spent agreeing on them. Counts and displacements go to MPI as C int:
-// a call whose values add up to more than `Int32.max` is refused with an
-// error on every rank (every rank computes the same totals), never cut
-// short.
+// is spent agreeing on them. Counts and displacements go to MPI as C int,
+// and these forms do not split a call into pieces: one whose values add
+// up to more than the piece limit (`Int32.max`, or
+// `HEADLINE_COLLECTIVE_MAX_CHUNK`) is refused with an error, never cut
+// short. For the gathers every rank computes the same totals and refuses
+// together; `alltoallVariable` checks this rank's own traffic, so a
+// refusal there may come from one rank alone, and ends the job as any
+// unagreed failure does (MPI_Abort) rather than leaving a rank waiting.
 
 extension Communicator {
     /// Every rank contributes `send`, the same count on each (not checked

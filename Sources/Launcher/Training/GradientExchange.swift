@@ -26,8 +26,10 @@ import Network
 /// holds for the whole run, since the two keep the RMSprop state in
 /// different places.
 ///
-/// Every sum is formed in rank order from zero, on one rank, so the
-/// replicas get bit-identical weights, and the same ones in every mode.
+/// Every sum is formed on one rank (sharded: in rank order from zero) and
+/// every other rank receives its result, so the replicas always hold
+/// bit-identical weights. (`.dense` sums in the order MPI's all-reduce
+/// picks, so the two modes may differ in the last bits.)
 struct GradientExchange {
     /// How the embedding rows are exchanged between ranks.
     typealias Mode = ExchangeMode
@@ -217,6 +219,24 @@ struct GradientExchange {
                 }
             }
         }
+    }
+
+    /// Restores a checkpoint's velocity. Sharded, the rows other ranks own
+    /// are zeroed here: this rank never updates them, and zero rows cost
+    /// nothing when a later checkpoint brings every row's decay up to date.
+    func restoreVelocity(
+        _ velocity: [Float], iterations: Int, into optimizer: inout RMSprop
+    ) {
+        var mine = velocity
+        if sharded {
+            mine.withUnsafeMutableBufferPointer { v in
+                for id in 0..<vocabulary where id % comm.size != comm.rank {
+                    (v.baseAddress! + embeddingOffset + id * width).update(
+                        repeating: 0, count: width)
+                }
+            }
+        }
+        optimizer.restore(velocity: mine, iterations: iterations)
     }
 
     /// The optimizer's velocity as the dense update would have it, for a

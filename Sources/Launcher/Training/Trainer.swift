@@ -185,6 +185,12 @@ final class Trainer {
         return .finished(totals)
     }
 
+    /// Puts a checkpoint's velocity into the optimizer.
+    func restoreVelocity(_ velocity: [Float], iterations: Int) {
+        exchange.restoreVelocity(
+            velocity, iterations: iterations, into: &optimizer)
+    }
+
     /// The optimizer's velocity for a checkpoint; a collective.
     func checkpointVelocity() throws -> [Float] {
         try exchange.checkpointVelocity(optimizer)

@@ -125,8 +125,8 @@ final class TrainingRun {
     /// Puts the state of `checkpoint` into the trainer and this run.
     private func restore(_ checkpoint: Checkpoint) -> ResumePoint {
         trainer.model.parameters = checkpoint.parameters
-        trainer.optimizer.restore(
-            velocity: checkpoint.velocity, iterations: checkpoint.iterations)
+        trainer.restoreVelocity(
+            checkpoint.velocity, iterations: checkpoint.iterations)
         trainer.skippedSteps = checkpoint.skippedSteps
         reportedSkips = checkpoint.skippedSteps
         history = checkpoint.history
