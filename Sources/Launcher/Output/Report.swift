@@ -71,7 +71,10 @@ struct ProgressReporter {
         printLine(text)
     }
 
+    /// A line of its own; printed by rank 0 only, like everything here, so
+    /// callers that every rank reaches print it once per job.
     func printLine(_ text: String) {
+        guard enabled else { return }
         FileHandle.standardOutput.write(Data((text + "\n").utf8))
     }
 
