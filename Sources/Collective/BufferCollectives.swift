@@ -6,14 +6,16 @@ import CMPI
 // their result from counts they first gather themselves.
 //
 // Each takes counts that every rank already knows, so no call of its own
-// is spent agreeing on them. Counts and displacements go to MPI as C int,
-// and these forms do not split a call into pieces: one whose values add
-// up to more than the piece limit (`Int32.max`, or
-// `HEADLINE_COLLECTIVE_MAX_CHUNK`) is refused with an error, never cut
-// short. For the gathers every rank computes the same totals and refuses
-// together; `alltoallVariable` checks this rank's own traffic, so a
-// refusal there may come from one rank alone, and ends the job as any
-// unagreed failure does (MPI_Abort) rather than leaving a rank waiting.
+// is spent agreeing on them. Counts and displacements go to MPI as C int:
+// a call whose values add up to more than the piece limit (`Int32.max`,
+// or less with `HEADLINE_COLLECTIVE_MAX_CHUNK`) goes in rounds through a
+// scratch buffer (which allocates; only such huge calls pay for it). The
+// gathers decide that from totals every rank shares. `alltoallVariable`
+// knows only this rank's own traffic: under a lowered limit it agrees on
+// the largest with one more reduction; under `Int32.max` a rank whose
+// traffic exceeds it (8 GiB of floats) refuses alone, which ends the job
+// as any unagreed failure does (MPI_Abort) rather than leaving a rank
+// waiting.
 
 extension Communicator {
     /// Every rank contributes `send`, the same count on each (not checked
@@ -31,8 +33,12 @@ extension Communicator {
             copy(send, to: result, at: 0)
             return
         }
-        try requireIntCount(send.count * size, operation)
         guard send.count > 0 else { return }
+        if send.count * size > maxChunk {
+            let counts = [Int](repeating: send.count, count: size)
+            try gatherInPieces(send, counts: counts, into: result, type, comm)
+            return
+        }
         try check(
             MPI_Allgather(
                 send.baseAddress, Int32(send.count), type, result.baseAddress,
@@ -56,7 +62,11 @@ extension Communicator {
             copy(send, to: result, at: 0)
             return
         }
-        try requireIntCount(total, operation)
+        if total > maxChunk {
+            try gatherInPieces(
+                send, counts: counts.map { Int($0) }, into: result, type, comm)
+            return
+        }
         // A rank with nothing to send still passes a valid address.
         var spare: Int64 = 0
         try withUnsafeMutablePointer(to: &spare) { spareAddress in
@@ -84,8 +94,18 @@ extension Communicator {
         let total = try checkCounts(counts, own: nil, operation)
         try requireRoom(buffer.count, total, operation)
         guard let comm = try activeComm(operation) else { return }
-        try requireIntCount(total, operation)
         guard total > 0 else { return }
+        if total > maxChunk {
+            // This rank's values move out of the way first, as if sent.
+            let start = counts[0..<rank].reduce(0) { $0 + Int($1) }
+            let own = Array(buffer[start..<(start + Int(counts[rank]))])
+            try own.withUnsafeBufferPointer {
+                try gatherInPieces(
+                    $0, counts: counts.map { Int($0) }, into: buffer, type,
+                    comm)
+            }
+            return
+        }
         try withDisplacements(counts) { displacements in
             try check(
                 MPI_Allgatherv(
@@ -125,7 +145,22 @@ extension Communicator {
                 to: receive, at: 0)
             return
         }
-        try requireIntCount(max(sent, received), operation)
+        var largest = max(sent, received)
+        if maxChunk < Int(Int32.max) {
+            var agreed = Int64(largest)
+            try withUnsafeMutablePointer(to: &agreed) {
+                try allreduce(
+                    UnsafeMutableBufferPointer(start: $0, count: 1), .max)
+            }
+            largest = Int(agreed)
+        }
+        if largest > maxChunk && maxChunk < Int(Int32.max) {
+            try alltoallInRounds(
+                send, sendCounts: sendCounts, into: receive,
+                receiveCounts: receiveCounts, largest: largest, type, comm)
+            return
+        }
+        try requireIntCount(largest, operation)
         // MPI reads no value for a zero count, but the addresses must
         // still be valid ones.
         var spare: Int64 = 0
@@ -145,6 +180,92 @@ extension Communicator {
                         "MPI_Alltoallv")
                 }
             }
+        }
+    }
+
+    // MARK: Calls above the piece limit
+
+    private func gatherInPieces<T>(
+        _ send: UnsafeBufferPointer<T>, counts: [Int],
+        into result: UnsafeMutableBufferPointer<T>, _ type: MPI_Datatype,
+        _ comm: MPI_Comm
+    ) throws {
+        var offsets = [Int](repeating: 0, count: size)
+        for k in 1..<max(size, 1) {
+            offsets[k] = offsets[k - 1] + counts[k - 1]
+        }
+        try gatherPieces(
+            send, counts: counts, offsets: offsets,
+            total: counts.reduce(0, +), into: result, type: type, comm: comm)
+    }
+
+    /// `alltoallVariable` in rounds of at most `maxChunk / size` values per
+    /// pair, so no round's counts or displacements pass the limit; every
+    /// rank runs the same number of rounds, from the agreed `largest`.
+    private func alltoallInRounds<T>(
+        _ send: UnsafeBufferPointer<T>, sendCounts: UnsafeBufferPointer<Int32>,
+        into receive: UnsafeMutableBufferPointer<T>,
+        receiveCounts: UnsafeBufferPointer<Int32>, largest: Int,
+        _ type: MPI_Datatype, _ comm: MPI_Comm
+    ) throws {
+        let step = max(1, maxChunk / size)
+        func starts(_ counts: UnsafeBufferPointer<Int32>) -> [Int] {
+            var at = 0
+            return counts.map { count in
+                defer { at += Int(count) }
+                return at
+            }
+        }
+        let sendStart = starts(sendCounts)
+        let receiveStart = starts(receiveCounts)
+        let outgoing = UnsafeMutablePointer<T>.allocate(capacity: step * size)
+        let incoming = UnsafeMutablePointer<T>.allocate(capacity: step * size)
+        defer {
+            outgoing.deallocate()
+            incoming.deallocate()
+        }
+        var sendRound = [Int32](repeating: 0, count: size)
+        var receiveRound = [Int32](repeating: 0, count: size)
+        var done = 0
+        while done < largest {
+            var at = 0
+            for k in 0..<size {
+                let n = min(max(Int(sendCounts[k]) - done, 0), step)
+                sendRound[k] = Int32(n)
+                if n > 0 {
+                    (outgoing + at).update(
+                        from: send.baseAddress! + sendStart[k] + done, count: n)
+                }
+                at += n
+                receiveRound[k] = Int32(
+                    min(max(Int(receiveCounts[k]) - done, 0), step))
+            }
+            try sendRound.withUnsafeBufferPointer { sendRound in
+                try receiveRound.withUnsafeBufferPointer { receiveRound in
+                    try withDisplacements(sendRound) { sendDisplacements in
+                        try withDisplacements(receiveRound) {
+                            receiveDisplacements in
+                            try check(
+                                MPI_Alltoallv(
+                                    outgoing, sendRound.baseAddress,
+                                    sendDisplacements, type, incoming,
+                                    receiveRound.baseAddress,
+                                    receiveDisplacements, type, comm),
+                                "MPI_Alltoallv")
+                        }
+                    }
+                }
+            }
+            at = 0
+            for k in 0..<size {
+                let n = Int(receiveRound[k])
+                if n > 0 {
+                    (receive.baseAddress! + receiveStart[k] + done).update(
+                        from: incoming + at, count: n)
+                }
+                at += n
+            }
+            done += step
         }
     }
 

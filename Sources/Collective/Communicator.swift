@@ -428,7 +428,7 @@ public final class Communicator: @unchecked Sendable {
     /// most `maxChunk`: in one call when the total fits, otherwise in
     /// rounds through a scratch buffer, each round taking the next
     /// `step` values from every rank.
-    private func gatherPieces<T>(
+    func gatherPieces<T>(
         _ send: UnsafeBufferPointer<T>, counts: [Int], offsets: [Int],
         total: Int, into result: UnsafeMutableBufferPointer<T>,
         type: MPI_Datatype, comm: MPI_Comm

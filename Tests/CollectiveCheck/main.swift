@@ -325,6 +325,76 @@ func checkType<T: CheckScalar>(_: T.Type) {
         }
         return compare(got, expected)
     }
+    // Larger than the piece limit of 7 (testThreeRanksInSmallPieces), so
+    // there the buffer forms go in rounds.
+    run("alltoallVariable-large \(name)") {
+        // Rank r sends 3 + 2 (r + k) % 5 values to rank k.
+        func count(_ from: Int, _ to: Int) -> Int { 3 + 2 * ((from + to) % 5) }
+        let sendCounts = (0..<n).map { Int32(count(rank, $0)) }
+        let receiveCounts = (0..<n).map { Int32(count($0, rank)) }
+        var send: [T] = []
+        for k in 0..<n {
+            for j in 0..<count(rank, k) {
+                send.append(T(checkValue: 1000 * rank + 10 * k + j))
+            }
+        }
+        var expected: [T] = []
+        for k in 0..<n {
+            for j in 0..<count(k, rank) {
+                expected.append(T(checkValue: 1000 * k + 10 * rank + j))
+            }
+        }
+        var got = [T](repeating: T(checkValue: -1), count: expected.count)
+        try send.withUnsafeBufferPointer { send in
+            try sendCounts.withUnsafeBufferPointer { sendCounts in
+                try got.withUnsafeMutableBufferPointer { got in
+                    try receiveCounts.withUnsafeBufferPointer {
+                        try world.alltoallVariable(
+                            send, sendCounts: sendCounts, into: got,
+                            receiveCounts: $0)
+                    }
+                }
+            }
+        }
+        return compare(got, expected)
+    }
+    run("allgatherVariable-large \(name)") {
+        let counts = (0..<n).map { Int32(4 + 3 * $0) }
+        let start = counts[0..<rank].reduce(0) { $0 + Int($1) }
+        let total = counts.reduce(0) { $0 + Int($1) }
+        let mine = (0..<Int(counts[rank])).map {
+            T(checkValue: rank * 100 + $0)
+        }
+        let expected = (0..<n).flatMap { r in
+            (0..<(4 + 3 * r)).map { T(checkValue: r * 100 + $0) }
+        }
+        var into = [T](repeating: T(checkValue: -1), count: total)
+        var inPlace = into
+        for (j, value) in mine.enumerated() { inPlace[start + j] = value }
+        try mine.withUnsafeBufferPointer { send in
+            try counts.withUnsafeBufferPointer { counts in
+                try into.withUnsafeMutableBufferPointer {
+                    try world.allgatherVariable(
+                        send, counts: counts, into: $0)
+                }
+                try inPlace.withUnsafeMutableBufferPointer {
+                    try world.allgatherVariableInPlace($0, counts: counts)
+                }
+            }
+        }
+        var both = [T](repeating: T(checkValue: -1), count: 5 * n)
+        let five = (0..<5).map { T(checkValue: rank * 10 + $0) }
+        try five.withUnsafeBufferPointer { send in
+            try both.withUnsafeMutableBufferPointer {
+                try world.allgather(send, into: $0)
+            }
+        }
+        let fives = (0..<n).flatMap { r in
+            (0..<5).map { T(checkValue: r * 10 + $0) }
+        }
+        return compare(into, expected) ?? compare(inPlace, expected)
+            ?? compare(both, fives)
+    }
     run("startAllreduce-sum \(name)") {
         var data = (0..<1000).map { T(checkValue: rank + 1 + $0) }
         var busy = 0

@@ -17,6 +17,7 @@ final class MultiRankTests: XCTestCase {
         "allgather", "allgatherVariable", "allgatherVariable-rank0-empty",
         "allgather-into", "allgatherVariable-into",
         "allgatherVariableInPlace", "alltoallVariable",
+        "alltoallVariable-large", "allgatherVariable-large",
         "startAllreduce-sum", "startAllreduce-max",
     ]
 

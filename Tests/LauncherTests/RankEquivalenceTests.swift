@@ -25,8 +25,17 @@ final class RankEquivalenceTests: XCTestCase {
         try checkEquivalence(rows: 25, exchange: "sparse")
     }
 
+    /// A piece limit of 13 values per MPI call makes every collective of
+    /// the step (rows of 6 floats, ids, the 300-odd small gradients) go
+    /// in pieces or rounds, as calls beyond Int32.max values would.
+    func testCollectivesInSmallPiecesTrainAlike() throws {
+        try checkEquivalence(
+            rows: 25, environment: ["HEADLINE_COLLECTIVE_MAX_CHUNK": "13"])
+    }
+
     private func checkEquivalence(
         rows: Int, exchange: String = "auto",
+        environment: [String: String] = [:],
         file: StaticString = #filePath, line: UInt = #line
     ) throws {
         let dir = try temporaryDirectory(for: self)
@@ -49,7 +58,8 @@ final class RankEquivalenceTests: XCTestCase {
                     "--seed", "11", "--learning-rate", "0.01",
                     "--save-weights", saved, "--metrics", log,
                     "--gradient-exchange", exchange,
-                ] + smallModelOptions(), file: file, line: line)
+                ] + smallModelOptions(), environment: environment,
+                file: file, line: line)
             XCTAssertEqual(
                 result.status, 0, result.transcript, file: file, line: line)
             XCTAssertFalse(result.signaled, file: file, line: line)
