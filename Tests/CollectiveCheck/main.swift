@@ -163,6 +163,40 @@ func expectRefusal(_ text: String, _ body: () throws -> Void) -> String? {
 /// rank 1 none, the others more than a small piece limit.
 func variableCount(_ r: Int) -> Int { r == 1 ? 0 : 5 + 4 * r }
 
+/// alltoallVariable where rank `from` sends `count(from, to)` values to
+/// rank `to`, valued 1000 from + 10 to + index, so each receiver can tell
+/// where every value came from. nil when all arrived in place.
+func checkAlltoall<T: CheckScalar>(
+    _: T.Type, _ count: (Int, Int) -> Int
+) throws -> String? {
+    let n = size
+    let sendCounts = (0..<n).map { Int32(count(rank, $0)) }
+    let receiveCounts = (0..<n).map { Int32(count($0, rank)) }
+    var send: [T] = []
+    var expected: [T] = []
+    for k in 0..<n {
+        for j in 0..<count(rank, k) {
+            send.append(T(checkValue: 1000 * rank + 10 * k + j))
+        }
+        for j in 0..<count(k, rank) {
+            expected.append(T(checkValue: 1000 * k + 10 * rank + j))
+        }
+    }
+    var got = [T](repeating: T(checkValue: -1), count: expected.count)
+    try send.withUnsafeBufferPointer { send in
+        try sendCounts.withUnsafeBufferPointer { sendCounts in
+            try got.withUnsafeMutableBufferPointer { got in
+                try receiveCounts.withUnsafeBufferPointer {
+                    try world.alltoallVariable(
+                        send, sendCounts: sendCounts, into: got,
+                        receiveCounts: $0)
+                }
+            }
+        }
+    }
+    return compare(got, expected)
+}
+
 func checkType<T: CheckScalar>(_: T.Type) {
     let name = "\(T.self)"
     let n = size
@@ -295,68 +329,13 @@ func checkType<T: CheckScalar>(_: T.Type) {
         return compare(buffer, expected + [T(checkValue: -1)])
     }
     run("alltoallVariable \(name)") {
-        // Rank r sends (r + k) % 2 values to rank k, valued 1000 r + 10 k
-        // + index, so each receiver can tell where every value came from.
-        let sendCounts = (0..<n).map { Int32((rank + $0) % 2) }
-        let receiveCounts = (0..<n).map { Int32(($0 + rank) % 2) }
-        var send: [T] = []
-        for k in 0..<n {
-            for j in 0..<Int(sendCounts[k]) {
-                send.append(T(checkValue: 1000 * rank + 10 * k + j))
-            }
-        }
-        var expected: [T] = []
-        for k in 0..<n {
-            for j in 0..<Int(receiveCounts[k]) {
-                expected.append(T(checkValue: 1000 * k + 10 * rank + j))
-            }
-        }
-        var got = [T](repeating: T(checkValue: -1), count: expected.count)
-        try send.withUnsafeBufferPointer { send in
-            try sendCounts.withUnsafeBufferPointer { sendCounts in
-                try got.withUnsafeMutableBufferPointer { got in
-                    try receiveCounts.withUnsafeBufferPointer {
-                        try world.alltoallVariable(
-                            send, sendCounts: sendCounts, into: got,
-                            receiveCounts: $0)
-                    }
-                }
-            }
-        }
-        return compare(got, expected)
+        // Rank r sends (r + k) % 2 values to rank k.
+        try checkAlltoall(T.self) { from, to in (from + to) % 2 }
     }
     // Larger than the piece limit of 7 (testThreeRanksInSmallPieces), so
     // there the buffer forms go in rounds.
     run("alltoallVariable-large \(name)") {
-        // Rank r sends 3 + 2 (r + k) % 5 values to rank k.
-        func count(_ from: Int, _ to: Int) -> Int { 3 + 2 * ((from + to) % 5) }
-        let sendCounts = (0..<n).map { Int32(count(rank, $0)) }
-        let receiveCounts = (0..<n).map { Int32(count($0, rank)) }
-        var send: [T] = []
-        for k in 0..<n {
-            for j in 0..<count(rank, k) {
-                send.append(T(checkValue: 1000 * rank + 10 * k + j))
-            }
-        }
-        var expected: [T] = []
-        for k in 0..<n {
-            for j in 0..<count(k, rank) {
-                expected.append(T(checkValue: 1000 * k + 10 * rank + j))
-            }
-        }
-        var got = [T](repeating: T(checkValue: -1), count: expected.count)
-        try send.withUnsafeBufferPointer { send in
-            try sendCounts.withUnsafeBufferPointer { sendCounts in
-                try got.withUnsafeMutableBufferPointer { got in
-                    try receiveCounts.withUnsafeBufferPointer {
-                        try world.alltoallVariable(
-                            send, sendCounts: sendCounts, into: got,
-                            receiveCounts: $0)
-                    }
-                }
-            }
-        }
-        return compare(got, expected)
+        try checkAlltoall(T.self) { from, to in 3 + 2 * ((from + to) % 5) }
     }
     run("allgatherVariable-large \(name)") {
         let counts = (0..<n).map { Int32(4 + 3 * $0) }
