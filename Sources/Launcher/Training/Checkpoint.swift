@@ -132,7 +132,7 @@ struct Checkpoint {
                 .floats(),
             velocity: try tensor("velocity", .float32, count: params).floats(),
             epochSums: try tensor(
-                "epoch_sums", .float64, count: StepSums().packed.count
+                "epoch_sums", .float64, count: StepSums.packedCount
             )
             .doubles(),
             epochAUC: try tensor(

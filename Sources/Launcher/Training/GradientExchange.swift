@@ -52,8 +52,11 @@ struct GradientExchange {
     /// `model.gradients` is written only by `.dense`, which all-reduces
     /// it; otherwise its 20 MB are never touched.
     private var summed: [Float] = [0]
-    /// Whether the backward pass adds the rows into `model.gradients`.
-    private let scatters: Bool
+    /// Whether the backward pass adds the rows into `model.gradients`:
+    /// only the dense all-reduce needs the rows in the V × E table;
+    /// otherwise the compact rows the backward pass leaves are summed (or,
+    /// with one rank, used) as they are.
+    private var scatters: Bool { comm.size > 1 && !sharded }
 
     // Per-step state, kept between steps so that a step allocates only
     // when it needs more room than any step before it.
@@ -97,10 +100,6 @@ struct GradientExchange {
         receiveCounts = [Int32](repeating: 0, count: comm.size)
         mark = [Int](repeating: -1, count: vocabulary)
         slot = [Int32](repeating: 0, count: vocabulary)
-        // Only the dense all-reduce needs the rows in the V × E table;
-        // otherwise the compact rows the backward pass leaves are summed
-        // (or, with one rank, used) as they are.
-        scatters = comm.size > 1 && !sharded
         model.scattersEmbeddingGradient = scatters
     }
 
@@ -229,11 +228,8 @@ struct GradientExchange {
     ) {
         var mine = velocity
         if sharded {
-            mine.withUnsafeMutableBufferPointer { v in
-                for id in 0..<vocabulary where id % comm.size != comm.rank {
-                    (v.baseAddress! + embeddingOffset + id * width).update(
-                        repeating: 0, count: width)
-                }
+            mine.withUnsafeMutableBufferPointer {
+                zeroRowsOthersOwn($0.baseAddress!)
             }
         }
         optimizer.restore(velocity: mine, iterations: iterations)
@@ -252,13 +248,20 @@ struct GradientExchange {
             if comm.rank != 0 {
                 base.update(repeating: 0, count: denseBlock.count)
             }
-            for id in 0..<vocabulary where id % comm.size != comm.rank {
-                (base + embeddingOffset + id * width).update(
-                    repeating: 0, count: width)
-            }
+            zeroRowsOthersOwn(base)
         }
         try comm.allreduce(&velocity, .sum)
         return velocity
+    }
+
+    /// Zeroes, in a buffer in the parameter layout, the embedding rows
+    /// that other ranks own.
+    private func zeroRowsOthersOwn(_ buffer: UnsafeMutablePointer<Float>) {
+        let owner = self.owner
+        for id in 0..<Int32(vocabulary) where owner(id) != comm.rank {
+            (buffer + embeddingOffset + Int(id) * width).update(
+                repeating: 0, count: width)
+        }
     }
 
     /// The index of a non-finite gradient of this step, or nil. Only the

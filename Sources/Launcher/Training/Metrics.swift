@@ -88,7 +88,7 @@ struct EpochTotals {
     }
 
     init(packed: [Double]) {
-        let s = StepSums().packed.count, b = 2 * AUCAccumulator.thresholds
+        let s = StepSums.packedCount, b = 2 * AUCAccumulator.thresholds
         sums = StepSums(packed: packed[0..<s])
         mainAUC.buckets = Array(packed[s..<(s + b)])
         auxAUC.buckets = Array(packed[(s + b)..<(s + 2 * b)])

@@ -66,7 +66,8 @@ final class Trainer {
     private var local = EpochTotals()
     /// The step's sums in `StepSums.packed` order, for their all-reduce
     /// (kept, so the step allocates nothing).
-    private var stepSums = [Double](repeating: 0, count: 5)
+    private var stepSums = [Double](
+        repeating: 0, count: StepSums.packedCount)
     /// The verdict of each rank for `agreedTrouble`, kept for the same
     /// reason.
     private var verdict: [Int64] = [0]
@@ -134,12 +135,7 @@ final class Trainer {
                 auxWeight: Float(settings.auxWeight), scale: 1 / Float(count))
             try faults.afterBackward(globalStep, rank: comm.rank, model: model)
             // Every rank reaches these collectives, with or without rows.
-            let sums = local.sums
-            stepSums[0] = sums.mainLoss
-            stepSums[1] = sums.auxLoss
-            stepSums[2] = sums.mainCorrect
-            stepSums[3] = sums.auxCorrect
-            stepSums[4] = sums.rows
+            local.sums.pack(into: &stepSums)
             try comm.allreduce(&stepSums, .sum)
             let reduced = StepSums(packed: stepSums[...])
             try exchange.exchange(model)

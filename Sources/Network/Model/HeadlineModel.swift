@@ -17,9 +17,24 @@ public struct StepSums: Sendable, Equatable {
     /// Zero sums.
     public init() {}
 
+    /// The number of fields in `packed`.
+    public static let packedCount = 5
+
     /// The fields as an array, in declaration order, for an all-reduce.
     public var packed: [Double] {
-        [mainLoss, auxLoss, mainCorrect, auxCorrect, rows]
+        var fields = [Double](repeating: 0, count: StepSums.packedCount)
+        pack(into: &fields)
+        return fields
+    }
+
+    /// Writes `packed`'s values into the first `packedCount` elements of
+    /// `fields`, for a caller that reuses one buffer.
+    public func pack(into fields: inout [Double]) {
+        fields[0] = mainLoss
+        fields[1] = auxLoss
+        fields[2] = mainCorrect
+        fields[3] = auxCorrect
+        fields[4] = rows
     }
 
     /// Sums read back from `packed`'s layout.
