@@ -31,26 +31,11 @@ final class GradientCheckTests: XCTestCase {
         for k in 0..<model.parameters.count {
             model.parameters[k] = Float(rng.nextUnit() * 1.2 - 0.6)
         }
-        let t = config.sequenceLength, a = config.auxFeatures
-        var batch = Batch(
-            capacity: rows, sequenceLength: t, auxFeatures: a)
-        var allIds: [Int32] = [], allAux: [Double] = []
-        var labels: [Double] = []
-        for _ in 0..<rows {
-            let ids = (0..<t).map { _ in
-                Int32(rng.next() % UInt64(config.vocabularySize))
-            }
-            let aux = (0..<a).map { _ in Float(rng.nextUnit() * 2 - 1) }
-            let y: Float = [0, 1, 0.3][Int(rng.next() % 3)]
-            ids.withUnsafeBufferPointer { i in
-                aux.withUnsafeBufferPointer { x in
-                    batch.append(ids: i, aux: x, label: y)
-                }
-            }
-            allIds += ids
-            allAux += aux.map(Double.init)
-            labels.append(Double(y))
+        let random = RandomBatch(config, rows: rows, rng: &rng) { rng in
+            [0, 1, 0.3][Int(rng.next() % 3)]
         }
+        let batch = random.batch
+        let allIds = random.ids, allAux = random.aux, labels = random.labels
         let scale: Float = 1 / Float(rows + 1)
         model.zeroGradients()
         model.forward(batch)

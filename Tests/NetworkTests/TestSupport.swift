@@ -181,3 +181,36 @@ func sampleArray(_ type: ElementType, shape: [Int]) -> HostArray {
                 }))
     }
 }
+
+/// A batch of random rows for a model of sizes `config`, and the same
+/// values in Double for `ReferenceModel`: per row, T ids, A aux values in
+/// [−1, 1) and a label from `label`, drawn from `rng` in that order.
+struct RandomBatch {
+    var batch: Batch
+    var ids: [Int32] = []
+    var aux: [Double] = []
+    var labels: [Double] = []
+
+    init(
+        _ config: ModelConfig, rows: Int, rng: inout SeededGenerator,
+        label: (inout SeededGenerator) -> Float
+    ) {
+        let t = config.sequenceLength, a = config.auxFeatures
+        batch = Batch(capacity: rows, sequenceLength: t, auxFeatures: a)
+        for _ in 0..<rows {
+            let rowIds = (0..<t).map { _ in
+                Int32(rng.next() % UInt64(config.vocabularySize))
+            }
+            let rowAux = (0..<a).map { _ in Float(rng.nextUnit() * 2 - 1) }
+            let y = label(&rng)
+            rowIds.withUnsafeBufferPointer { i in
+                rowAux.withUnsafeBufferPointer { x in
+                    batch.append(ids: i, aux: x, label: y)
+                }
+            }
+            ids += rowIds
+            aux += rowAux.map(Double.init)
+            labels.append(Double(y))
+        }
+    }
+}

@@ -32,24 +32,11 @@ final class WideLSTMTests: XCTestCase {
         for k in 0..<model.parameters.count {
             model.parameters[k] = Float((rng.nextUnit() * 2 - 1) * spread)
         }
-        let t = config.sequenceLength, a = config.auxFeatures
-        var batch = Batch(capacity: rows, sequenceLength: t, auxFeatures: a)
-        var allIds: [Int32] = [], allAux: [Double] = [], labels: [Double] = []
-        for _ in 0..<rows {
-            let ids = (0..<t).map { _ in
-                Int32(rng.next() % UInt64(config.vocabularySize))
-            }
-            let aux = (0..<a).map { _ in Float(rng.nextUnit() * 2 - 1) }
-            let y: Float = rng.next() % 2 == 0 ? 0 : 1
-            ids.withUnsafeBufferPointer { i in
-                aux.withUnsafeBufferPointer { x in
-                    batch.append(ids: i, aux: x, label: y)
-                }
-            }
-            allIds += ids
-            allAux += aux.map(Double.init)
-            labels.append(Double(y))
+        let random = RandomBatch(config, rows: rows, rng: &rng) { rng in
+            rng.next() % 2 == 0 ? 0 : 1
         }
+        let batch = random.batch
+        let allIds = random.ids, allAux = random.aux, labels = random.labels
         let scale: Float = 1 / Float(rows)
         model.zeroGradients()
         model.forward(batch)
