@@ -111,26 +111,12 @@ final class ResumeTests: XCTestCase {
         let job = try RobustnessJob(test: self)
         let reference = try job.reference(ranks: 1)
         for (signal, status) in [(SIGTERM, 143), (SIGINT, 130)] {
-            let name = "signal\(signal)"
-            let running = try job.start(
-                ranks: 1,
-                job.arguments(name, extra: ["--checkpoint-every", "2"]),
-                environment: ["HEADLINE_TEST_STEP_DELAY_MS": "40"])
-            XCTAssertTrue(
-                running.wait(upTo: 20) { !job.checkpointFiles(name).isEmpty },
-                "no checkpoint appeared")
-            kill(running.pid, signal)
-            let stopped = running.finish()
-            try checkStopped(
-                stopped, job: job, name: name, status: Int32(status),
-                signalName: signal == SIGTERM ? "SIGTERM" : "SIGINT")
-            let resumed = try job.run(
-                ranks: 1,
-                job.arguments(
-                    name, extra: ["--checkpoint-every", "2", "--resume"]))
-            XCTAssertEqual(resumed.status, 0, resumed.transcript)
-            _ = try job.assertSameOutputs(
-                name, as: reference, "signal \(signal)")
+            try stopAndResume(
+                job, reference, ranks: 1, name: "signal\(signal)",
+                stepDelay: 40, waitUpTo: 20, status: Int32(status),
+                signalName: signal == SIGTERM ? "SIGTERM" : "SIGINT",
+                context: "signal \(signal)"
+            ) { kill($0.pid, signal) }
         }
     }
 
@@ -139,25 +125,15 @@ final class ResumeTests: XCTestCase {
     /// mpirun passes on the ranks' 143.
     func testSigtermToRankZeroUnderMPI() throws {
         let job = try RobustnessJob(test: self)
-        let reference = try job.reference(ranks: 2)
-        let name = "rank0"
-        let running = try job.start(
-            ranks: 2, job.arguments(name, extra: ["--checkpoint-every", "2"]),
-            environment: ["HEADLINE_TEST_STEP_DELAY_MS": "40"])
-        XCTAssertTrue(
-            running.wait(upTo: 30) { !job.checkpointFiles(name).isEmpty },
-            "no checkpoint appeared")
-        let rank0 = try XCTUnwrap(
-            mpiRanks(of: running.pid)[0], "rank 0 not found")
-        kill(rank0, SIGTERM)
-        let stopped = running.finish()
-        try checkStopped(
-            stopped, job: job, name: name, status: 143, signalName: "SIGTERM")
-        let resumed = try job.run(
-            ranks: 2,
-            job.arguments(name, extra: ["--checkpoint-every", "2", "--resume"]))
-        XCTAssertEqual(resumed.status, 0, resumed.transcript)
-        _ = try job.assertSameOutputs(name, as: reference, "SIGTERM to rank 0")
+        try stopAndResume(
+            job, try job.reference(ranks: 2), ranks: 2, name: "rank0",
+            stepDelay: 40, status: 143, signalName: "SIGTERM",
+            context: "SIGTERM to rank 0"
+        ) { running in
+            let rank0 = try XCTUnwrap(
+                mpiRanks(of: running.pid)[0], "rank 0 not found")
+            kill(rank0, SIGTERM)
+        }
     }
 
     /// SIGTERM to mpirun itself, as a scheduler sends it. OpenMPI 4.1
@@ -168,24 +144,48 @@ final class ResumeTests: XCTestCase {
     /// Steps of 120 ms leave about 1.5 s of training after the signal.
     func testSigtermToMpirunReachesEveryRank() throws {
         let job = try RobustnessJob(test: self)
-        let reference = try job.reference(ranks: 2)
-        let name = "mpirun"
+        try stopAndResume(
+            job, try job.reference(ranks: 2), ranks: 2, name: "mpirun",
+            stepDelay: 120, status: nil, signalName: "SIGTERM",
+            context: "SIGTERM to mpirun"
+        ) { kill($0.pid, SIGTERM) }
+    }
+
+    /// Starts run `name` with steps of at least `stepDelay` ms and a
+    /// checkpoint every 2 steps, waits for the first checkpoint, stops the
+    /// run through `send`, checks the stop (`status`; nil: any failing
+    /// status), resumes it and checks it ends exactly as `reference`.
+    private func stopAndResume(
+        _ job: RobustnessJob, _ reference: (weights: Data, metrics: Data),
+        ranks: Int, name: String, stepDelay: Int,
+        waitUpTo seconds: TimeInterval = 30, status: Int32?,
+        signalName: String, context: String,
+        send: (RunningCLI) throws -> Void,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let running = try job.start(
-            ranks: 2, job.arguments(name, extra: ["--checkpoint-every", "2"]),
-            environment: ["HEADLINE_TEST_STEP_DELAY_MS": "120"])
+            ranks: ranks,
+            job.arguments(name, extra: ["--checkpoint-every", "2"]),
+            environment: ["HEADLINE_TEST_STEP_DELAY_MS": "\(stepDelay)"])
         XCTAssertTrue(
-            running.wait(upTo: 30) { !job.checkpointFiles(name).isEmpty },
-            "no checkpoint appeared")
-        kill(running.pid, SIGTERM)
+            running.wait(upTo: seconds) { !job.checkpointFiles(name).isEmpty },
+            "no checkpoint appeared", file: file, line: line)
+        try send(running)
         let stopped = running.finish()
-        XCTAssertNotEqual(stopped.status, 0, stopped.transcript)
+        if status == nil {
+            XCTAssertNotEqual(
+                stopped.status, 0, stopped.transcript, file: file, line: line)
+        }
         try checkStopped(
-            stopped, job: job, name: name, status: nil, signalName: "SIGTERM")
+            stopped, job: job, name: name, status: status,
+            signalName: signalName, file: file, line: line)
         let resumed = try job.run(
-            ranks: 2,
+            ranks: ranks,
             job.arguments(name, extra: ["--checkpoint-every", "2", "--resume"]))
-        XCTAssertEqual(resumed.status, 0, resumed.transcript)
-        _ = try job.assertSameOutputs(name, as: reference, "SIGTERM to mpirun")
+        XCTAssertEqual(
+            resumed.status, 0, resumed.transcript, file: file, line: line)
+        _ = try job.assertSameOutputs(
+            name, as: reference, context, file: file, line: line)
     }
 
     /// What every stopped run shows: the status, one message naming the
