@@ -422,6 +422,7 @@ func runChecks() {
         try world.barrier()
         return nil
     }
+    run("shared-segments") { try checkSharedSegments() }
     run("large-allreduce-sum Float x\(largeCount)") {
         let n = size
         var data = (0..<largeCount).map { Float(($0 % 1024) + rank) }
@@ -511,6 +512,51 @@ func runChecks() {
         try world.barrier()
         return nil
     }
+}
+
+/// Shared segments: absent in a world of one and when
+/// HEADLINE_SHARED_MEMORY=0; otherwise each rank writes rank-dependent
+/// values of two types into its own segment and, after synchronize(),
+/// finds every rank's; again after the segments grew, and once more after
+/// a second round of writes (no rank reads stale values).
+func checkSharedSegments() throws -> String? {
+    let disabled =
+        getenv("HEADLINE_SHARED_MEMORY").map { String(cString: $0) } == "0"
+    guard let segments = try SharedSegments.make(world, capacity: 100) else {
+        return size == 1 || disabled ? nil : "no shared segments on one machine"
+    }
+    if size == 1 || disabled {
+        return "shared segments where none were expected"
+    }
+    for (round, count) in [(0, 10), (1, 5000), (2, 5000)] {
+        try segments.reserve(count * 12 + 64)
+        let at = (count * 4 + 7) / 8 * 8
+        let ints = segments.view(rank, as: Int32.self, count: count)
+        let doubles = segments.view(rank, as: Double.self, at: at, count: count)
+        for j in 0..<count {
+            ints[j] = Int32(rank * 1_000_000 + round * 100_000 + j)
+            doubles[j] = Double(rank) + Double(j) / 8 + Double(round)
+        }
+        try segments.synchronize()
+        for k in 0..<size {
+            let ints = segments.view(k, as: Int32.self, count: count)
+            let doubles = segments.view(
+                k, as: Double.self, at: at, count: count)
+            for j in 0..<count {
+                if ints[j] != Int32(k * 1_000_000 + round * 100_000 + j)
+                    || doubles[j] != Double(k) + Double(j) / 8 + Double(round)
+                {
+                    return "round \(round): rank \(k)'s value \(j) is "
+                        + "\(ints[j]) / \(doubles[j])"
+                }
+            }
+        }
+        // Nobody writes the next round before everyone has read.
+        try segments.synchronize()
+    }
+    if segments.capacity < 5000 * 12 { return "the segments did not grow" }
+    try segments.free()
+    return nil
 }
 
 /// Rank 0 broadcasts 64 values; the others offer room for 8. MPI reports

@@ -30,7 +30,8 @@ final class MultiRankTests: XCTestCase {
         }
         names += [
             "broadcast-bytes", "broadcast-bytes-empty", "barrier",
-            "large-allreduce-sum Float x\(large)", "refuse-root-too-large",
+            "shared-segments", "large-allreduce-sum Float x\(large)",
+            "refuse-root-too-large",
             "refuse-root-negative", "refuse-unsupported-type",
             "refuse-counts-not-one-per-rank", "refuse-own-count-mismatch",
             "refuse-result-too-small",
@@ -63,6 +64,14 @@ final class MultiRankTests: XCTestCase {
         try checkAllRanks(
             size: 3, large: 1000,
             environment: ["HEADLINE_COLLECTIVE_MAX_CHUNK": "7"])
+    }
+
+    /// HEADLINE_SHARED_MEMORY=0 on the ranks: no shared segments (the
+    /// check expects none), everything else as before.
+    func testSharedMemoryTurnedOff() throws {
+        try checkAllRanks(
+            size: 2, large: 1000,
+            environment: ["HEADLINE_SHARED_MEMORY": "0"])
     }
 
     /// A real failure inside MPI: a broadcast into a buffer too short
