@@ -167,6 +167,39 @@ final class SparseRMSpropTests: XCTestCase {
             dense.savedVelocity().map(\.bitPattern),
             sparse.savedVelocity().map(\.bitPattern))
         XCTAssertEqual(wDense.map(\.bitPattern), wSparse.map(\.bitPattern))
+        // Then every row at once, after 400 pending decays that the
+        // update applies in its own pass, with the updated rows copied
+        // out as well: the same bits again, and the copies are the rows.
+        var last = [Float](repeating: 0, count: count)
+        for k in 0..<count { last[k] = Float(rng.nextUnit() - 0.5) }
+        dense.apply(to: &wDense, gradients: last)
+        let all = (0..<Int32(rowsInBlock)).reversed().map { $0 }
+        var copies = [Float](repeating: .nan, count: rowsInBlock * width)
+        all.withUnsafeBufferPointer { rows in
+            last.withUnsafeBufferPointer { g in
+                copies.withUnsafeMutableBufferPointer { out in
+                    sparse.applySparse(
+                        to: &wSparse, gradients: last, blockOffset: front,
+                        rowWidth: width, rowCount: rowsInBlock, rows: rows,
+                        rowGradient: {
+                            g.baseAddress! + front + Int(rows[$0]) * width
+                        },
+                        rowCopy: { out.baseAddress! + $0 * width })
+                }
+            }
+        }
+        XCTAssertEqual(
+            dense.savedVelocity().map(\.bitPattern),
+            sparse.savedVelocity().map(\.bitPattern))
+        XCTAssertEqual(wDense.map(\.bitPattern), wSparse.map(\.bitPattern))
+        for (k, row) in all.enumerated() {
+            let start = front + Int(row) * width
+            XCTAssertEqual(
+                Array(copies[(k * width)..<((k + 1) * width)]).map(
+                    \.bitPattern),
+                Array(wSparse[start..<(start + width)]).map(\.bitPattern),
+                "copy of row \(row)")
+        }
     }
 }
 
@@ -214,5 +247,71 @@ final class FrozenProjectionTests: XCTestCase {
             model.thaw()
             XCTAssertFalse(model.isFrozen)
         }
+    }
+}
+
+/// The compact embedding gradient left in memory the caller provides is
+/// the one the model's own scratch gets, bit for bit, and a buffer too
+/// small for a batch's rows is not used.
+final class EmbeddingGradientOutputTests: XCTestCase {
+    func testRowsInTheCallersMemory() {
+        var rng = SeededGenerator(seed: 5)
+        let config = ModelConfig(
+            vocabularySize: 30, embeddingWidth: 7, sequenceLength: 5,
+            lstmUnits: 4, auxFeatures: 2, denseUnits: 3)
+        let model = HeadlineModel(config: config)
+        Initializers.kerasDefaults(
+            &model.parameters, layout: model.layout, seed: 9)
+        model.scattersEmbeddingGradient = false
+        let batch = RandomBatch(config, rows: 6, rng: &rng) { rng in
+            Float(rng.next() % 2)
+        }.batch
+        func pass() -> (
+            rows: [Int32], gradients: [Float], at: UnsafePointer<Float>?
+        ) {
+            model.zeroGradients()
+            model.forward(batch)
+            model.backward(
+                labels: batch.labels, mainWeight: 1, auxWeight: 0.2,
+                scale: 1 / 6)
+            let rows = model.embeddingRowGradients
+            return (
+                Array(model.touchedEmbeddingRows), Array(rows),
+                rows.baseAddress
+            )
+        }
+        let own = pass()
+        let width = config.embeddingWidth
+        XCTAssertEqual(own.gradients.count, own.rows.count * width)
+        XCTAssertTrue(own.gradients.contains { $0 != 0 })
+        let denseBefore = model.gradients
+        for room in [own.gradients.count, own.gradients.count + 50] {
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(
+                capacity: room)
+            defer { buffer.deallocate() }
+            buffer.initialize(repeating: .nan)
+            model.embeddingGradientOutput = buffer
+            let given = pass()
+            XCTAssertEqual(given.at, UnsafePointer(buffer.baseAddress!))
+            XCTAssertEqual(given.rows, own.rows)
+            XCTAssertEqual(
+                given.gradients.map(\.bitPattern),
+                own.gradients.map(\.bitPattern))
+            XCTAssertEqual(
+                model.gradients.map(\.bitPattern), denseBefore.map(\.bitPattern)
+            )
+        }
+        let small = UnsafeMutableBufferPointer<Float>.allocate(
+            capacity: own.gradients.count - 1)
+        defer { small.deallocate() }
+        small.initialize(repeating: .nan)
+        model.embeddingGradientOutput = small
+        let fallback = pass()
+        XCTAssertNotEqual(fallback.at, UnsafePointer(small.baseAddress!))
+        XCTAssertEqual(
+            fallback.gradients.map(\.bitPattern),
+            own.gradients.map(\.bitPattern))
+        XCTAssertTrue(small.allSatisfy(\.isNaN), "the small buffer was written")
+        model.embeddingGradientOutput = nil
     }
 }

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Sums over the rows of one batch, for the loss and the metrics.
 ///
 /// Sums rather than means, so that parts computed on different ranks can be
@@ -79,6 +87,15 @@ public final class HeadlineModel {
     /// `embeddingRowGradients`, for a caller that sends those rows to
     /// other ranks and sums them itself.
     public var scattersEmbeddingGradient = true
+    /// Memory, owned by the caller and kept alive while set, where
+    /// `backward` leaves the compact embedding gradient instead of the
+    /// model's own scratch: a caller that shares it with other processes
+    /// then has nothing to copy. A pass whose rows do not fit (distinct
+    /// ids × E > count) uses the scratch; `embeddingRowGradients` always
+    /// says where the last pass put them.
+    public var embeddingGradientOutput: UnsafeMutableBufferPointer<Float>?
+    /// Where the last backward pass left the compact embedding gradient.
+    private var rowGradients: UnsafeMutablePointer<Float>?
 
     private var work: Workspace
     private let offsets: Offsets
@@ -174,6 +191,7 @@ public final class HeadlineModel {
         }
         work.rows = rows
         work.distinct = 0
+        rowGradients = nil
         if rows == 0 { return }
         parameters.withUnsafeBufferPointer { wBuffer in
             let w = wBuffer.baseAddress!
@@ -571,14 +589,19 @@ public final class HeadlineModel {
         MatrixProducts.multiplyTransposedA(
             m: e, n: g4, k: n, work.xu, lda: e, work.projectionGrad, ldb: g4,
             g + offsets.lstmKernel, ldc: g4, accumulate: true)
+        var xuGrad = work.xuGrad
+        if let output = embeddingGradientOutput, n * e <= output.count {
+            xuGrad = output.baseAddress!
+        }
+        rowGradients = xuGrad
         MatrixProducts.multiplyTransposedB(
             m: n, n: e, k: g4, work.projectionGrad, lda: g4,
-            w + offsets.lstmKernel, ldb: g4, work.xuGrad, ldc: e)
+            w + offsets.lstmKernel, ldb: g4, xuGrad, ldc: e)
         guard scattersEmbeddingGradient else { return }
         let dEmbedding = g + offsets.embedding
         for slot in 0..<n {
             Lanes.accumulate(
-                e, work.xuGrad + slot * e,
+                e, xuGrad + slot * e,
                 into: dEmbedding + Int(work.distinctIds[slot]) * e)
         }
     }
@@ -593,7 +616,8 @@ public final class HeadlineModel {
     /// Valid until the next forward pass.
     public var embeddingRowGradients: UnsafeBufferPointer<Float> {
         UnsafeBufferPointer(
-            start: work.xuGrad, count: work.distinct * config.embeddingWidth)
+            start: rowGradients ?? work.xuGrad,
+            count: work.distinct * config.embeddingWidth)
     }
 }
 
@@ -692,8 +716,16 @@ private final class Workspace {
             4 * u * u,
         ]
         floatCount = sizes.reduce(0, +)
-        floats = .allocate(capacity: max(floatCount, 1))
-        floats.initialize(repeating: 0, count: max(floatCount, 1))
+        // Zeroed by the system page by page as first touched, so regions
+        // sized for the worst case cost memory only as far as a batch
+        // uses them (the compact gradient's, none at all when the caller
+        // provides `embeddingGradientOutput`).
+        guard
+            let zeroed = calloc(max(floatCount, 1), MemoryLayout<Float>.stride)
+        else {
+            fatalError("out of memory for a workspace of \(floatCount) floats")
+        }
+        floats = zeroed.bindMemory(to: Float.self, capacity: max(floatCount, 1))
         var regions: [UnsafeMutablePointer<Float>] = []
         var at = floats
         for size in sizes {
@@ -723,7 +755,7 @@ private final class Workspace {
     }
 
     deinit {
-        floats.deallocate()
+        free(floats)
         ints.deallocate()
     }
 }

@@ -77,6 +77,24 @@ public struct RMSprop: Sendable {
         blockOffset offset: Int, rowWidth width: Int, rowCount: Int,
         rows: UnsafeBufferPointer<Int32>, rowGradients: UnsafePointer<Float>
     ) {
+        applySparse(
+            to: &parameters, gradients: gradients, blockOffset: offset,
+            rowWidth: width, rowCount: rowCount, rows: rows,
+            rowGradient: { rowGradients + $0 * width })
+    }
+
+    /// `applySparse` with each listed row's gradient wherever it lies:
+    /// `rowGradient(k)` is the start of `rows[k]`'s `width` values (say,
+    /// in another process's memory, or summed from several). Where
+    /// `rowCopy(k)` is not nil, the row's updated weights are also stored
+    /// there, in the same pass (for a caller that sends them on).
+    public mutating func applySparse(
+        to parameters: inout [Float], gradients: [Float],
+        blockOffset offset: Int, rowWidth width: Int, rowCount: Int,
+        rows: UnsafeBufferPointer<Int32>,
+        rowGradient: (Int) -> UnsafePointer<Float>,
+        rowCopy: (Int) -> UnsafeMutablePointer<Float>? = { _ in nil }
+    ) {
         precondition(parameters.count == velocity.count)
         precondition(gradients.count == velocity.count)
         precondition(offset + rowCount * width <= velocity.count)
@@ -101,12 +119,13 @@ public struct RMSprop: Sendable {
                 for (k, row) in rows.enumerated() {
                     let r = Int(row)
                     let start = offset + r * width
-                    let v = vBuffer.baseAddress! + start
-                    RMSprop.decay(v, width, rho: rho, times: step - current[r])
+                    // The row's pending decays happen in the same pass.
                     RMSprop.update(
-                        v, wBuffer.baseAddress! + start,
-                        rowGradients + k * width, width, rho: rho,
-                        decay: decay, lr: lr, eps: eps)
+                        vBuffer.baseAddress! + start,
+                        wBuffer.baseAddress! + start,
+                        rowGradient(k), width, rho: rho,
+                        decay: decay, lr: lr, eps: eps,
+                        after: step - current[r], copy: rowCopy(k))
                     current[r] = step + 1
                 }
             }
@@ -194,15 +213,20 @@ public struct RMSprop: Sendable {
         }
     }
 
-    /// The update of `n` consecutive parameters. The operations and their
-    /// order mirror Keras' update step in float32, without fused
-    /// multiply-adds, so each rounding matches. (It runs at memory speed:
-    /// three loads and two stores per parameter.)
+    /// The update of `n` consecutive parameters, after `pending` steps
+    /// without a gradient (v ← ρ·v each, as `decay` rounds them), with
+    /// the new weights also stored at `copy` when given. The
+    /// operations and their order mirror Keras' update step in float32,
+    /// without fused multiply-adds, so each rounding matches. (It runs at
+    /// memory speed: three loads and two stores per parameter; the
+    /// pending decays stay in registers, where a separate pass over the
+    /// row would load and store it once per step.)
     @inline(__always)
     private static func update(
         _ v: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
         _ g: UnsafePointer<Float>, _ n: Int, rho: Float, decay: Float,
-        lr: Float, eps: Float
+        lr: Float, eps: Float, after pending: Int = 0,
+        copy: UnsafeMutablePointer<Float>? = nil
     ) {
         // Sixteen lanes at a time, written out: the scalar loop does not
         // vectorise (see `Lanes.squareRoot`). Each lane does the same
@@ -210,10 +234,22 @@ public struct RMSprop: Sendable {
         // division round the same in a vector, so the bits are the same.
         Lanes.forEach(n) { k, lanes in
             let gk = Lanes.load(g + k, lanes)
-            let vk = rho * Lanes.load(v + k, lanes) + decay * (gk * gk)
+            var old = Lanes.load(v + k, lanes)
+            var left = pending
+            while left > 0 {
+                // Zero stays zero: stop once every lane is (checked every
+                // 16 rounds, as `decay` does, so the check costs little).
+                let rounds = min(16, left)
+                for _ in 0..<rounds { old = rho * old }
+                left -= rounds
+                if old == Lanes.Vector() { break }
+            }
+            let vk = rho * old + decay * (gk * gk)
             Lanes.store(vk, v + k, lanes)
             let step = (lr * gk) / Lanes.squareRoot(vk + eps)
-            Lanes.store(Lanes.load(w + k, lanes) - step, w + k, lanes)
+            let wk = Lanes.load(w + k, lanes) - step
+            Lanes.store(wk, w + k, lanes)
+            if let copy { Lanes.store(wk, copy + k, lanes) }
         }
     }
 }
