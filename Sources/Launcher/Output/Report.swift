@@ -8,6 +8,12 @@ struct ProgressReporter {
     let enabled: Bool
     /// True when standard output is a terminal, so a bar can redraw itself.
     let interactive: Bool
+    /// When the bar was last drawn, in seconds of a monotonic clock.
+    private let lastDraw = Box(-Double.infinity)
+    /// The bar redraws at most this often (as Keras' does): a redraw
+    /// costs a write to the terminal, and every other rank waits for rank
+    /// 0's at the next step.
+    static let redrawInterval = 0.05
 
     /// `distributed`: started by an MPI launcher. OpenMPI hands its ranks
     /// a pseudo-terminal as standard output even when mpirun's own output
@@ -24,10 +30,15 @@ struct ProgressReporter {
         printLine("Epoch \(epoch)/\(epochs)")
     }
 
-    /// Redraws the bar; does nothing unless the output is a terminal, so
-    /// logs get no control characters.
+    /// Redraws the bar, unless it was drawn under `redrawInterval` ago
+    /// (the last step's always is); does nothing unless the output is a
+    /// terminal, so logs get no control characters.
     func step(_ done: Int, of total: Int, loss: Double) {
         guard interactive else { return }
+        let now = monotonicSeconds()
+        guard done >= total || now - lastDraw.value >= Self.redrawInterval
+        else { return }
+        lastDraw.value = now
         let width = 30
         let filled = total == 0 ? width : done * width / total
         let bar =
@@ -81,6 +92,17 @@ struct ProgressReporter {
     private func format(_ value: Double) -> String {
         String(format: "%.4f", value)
     }
+}
+
+/// A value that a struct's non-mutating methods can change.
+private final class Box<Value> {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// Seconds of a clock that never goes back.
+private func monotonicSeconds() -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds) / 1e9
 }
 
 /// Whether the parent process (mpirun or its daemon, which forwards our
@@ -150,8 +172,10 @@ struct MetricsLog {
 func jsonObject(_ figures: [(String, Double)], first: String? = nil)
     -> String
 {
-    let members = (first.map { [$0] } ?? []) + figures.map { name, value in
-        "\"\(name)\": " + (value.isFinite ? "\(value)" : "null")
-    }
+    let members =
+        (first.map { [$0] } ?? [])
+        + figures.map { name, value in
+            "\"\(name)\": " + (value.isFinite ? "\(value)" : "null")
+        }
     return "{" + members.joined(separator: ", ") + "}"
 }
