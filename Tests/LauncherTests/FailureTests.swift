@@ -126,6 +126,70 @@ final class FailureTests: XCTestCase {
         _ = try job.assertSameOutputs(name, as: reference, "after a NaN stop")
     }
 
+    /// A NaN in one embedding row on rank 1 alone: sharded, only that
+    /// row's owner sums it, and only rank 1 holds the bad part, yet every
+    /// rank stops in that step with one message, through shared memory
+    /// and through messages alike.
+    func testNonFiniteEmbeddingRowStopsEveryRank() throws {
+        let job = try RobustnessJob(test: self)
+        for shared in ["1", "0"] {
+            let name = "row-nan-\(shared)"
+            let result = try job.run(
+                ranks: 2,
+                job.arguments(name, extra: ["--checkpoint-every", "1"]),
+                environment: [
+                    "HEADLINE_TEST_FAIL": "1:4:row-nan",
+                    "HEADLINE_SHARED_MEMORY": shared,
+                ])
+            XCTAssertEqual(result.status, 1, result.transcript)
+            XCTAssertEqual(
+                occurrences(
+                    of: "the gradient of 'embedding/embeddings' became "
+                        + "non-finite (nan) in epoch 1, step 4",
+                    in: result.stderr),
+                1, result.transcript)
+            XCTAssertEqual(
+                job.checkpointFiles(name).last,
+                "ckpt-e0000-s000003.safetensors", result.transcript)
+        }
+    }
+
+    /// Finite gradient rows on two ranks whose sum overflows: each part
+    /// passes any look at one rank's rows alone, but the owner's sum is
+    /// infinite, and the step is refused on every rank. With one rank's
+    /// rows that large and the other's ordinary, every sum stays finite
+    /// and the run goes on.
+    func testRowSumThatOverflowsStopsEveryRank() throws {
+        let job = try RobustnessJob(test: self)
+        for shared in ["1", "0"] {
+            let name = "overflow-\(shared)"
+            let result = try job.run(
+                ranks: 2, job.arguments(name),
+                environment: [
+                    "HEADLINE_TEST_FAIL": "0:4:row-overflow,1:4:row-overflow",
+                    "HEADLINE_SHARED_MEMORY": shared,
+                ])
+            XCTAssertEqual(result.status, 1, result.transcript)
+            XCTAssertEqual(
+                occurrences(
+                    of: "the gradient of 'embedding/embeddings' became "
+                        + "non-finite (inf) in epoch 1, step 4",
+                    in: result.stderr),
+                1, result.transcript)
+            let alone = try job.run(
+                ranks: 2, job.arguments(name + "-alone"),
+                environment: [
+                    "HEADLINE_TEST_FAIL": "1:4:row-overflow",
+                    "HEADLINE_SHARED_MEMORY": shared,
+                ])
+            XCTAssertEqual(alone.status, 0, alone.transcript)
+            let weights = try readTensors(job.weights(name + "-alone"))
+            for (tensor, array) in weights {
+                XCTAssertTrue(array.floats().allSatisfy(\.isFinite), tensor)
+            }
+        }
+    }
+
     /// With --skip-nonfinite the same NaN skips step 4 on every rank: its
     /// checkpoint holds exactly the weights and optimizer state of step
     /// 3's, the run finishes and says how many steps it skipped.

@@ -27,10 +27,50 @@ final class RankEquivalenceTests: XCTestCase {
 
     /// A piece limit of 13 values per MPI call makes every collective of
     /// the step (rows of 6 floats, ids, the 300-odd small gradients) go
-    /// in pieces or rounds, as calls beyond Int32.max values would.
+    /// in pieces or rounds, as calls beyond Int32.max values would. The
+    /// exchange goes through messages here, as between machines (on one
+    /// machine it uses shared memory, which has no pieces).
     func testCollectivesInSmallPiecesTrainAlike() throws {
         try checkEquivalence(
-            rows: 25, environment: ["HEADLINE_COLLECTIVE_MAX_CHUNK": "13"])
+            rows: 25,
+            environment: [
+                "HEADLINE_COLLECTIVE_MAX_CHUNK": "13",
+                "HEADLINE_SHARED_MEMORY": "0",
+            ])
+    }
+
+    /// The sharded exchange through messages (as between machines) gives
+    /// the result of one rank; on two ranks it gives the very bits of the
+    /// exchange through shared memory, weights and metrics, since with two
+    /// parts every sum is the same whichever way it is formed.
+    func testMessagesAndSharedMemoryTrainAlike() throws {
+        try checkEquivalence(
+            rows: 28, environment: ["HEADLINE_SHARED_MEMORY": "0"])
+        let dir = try temporaryDirectory(for: self)
+        let labels = (0..<25).map { Float(($0 * 7 / 3) % 2) }
+        try DataSpec(rows: 25, labels: labels).write(to: dir + "/data")
+        var files: [String: [UInt8]] = [:]
+        for shared in ["1", "0"] {
+            let saved = dir + "/w\(shared).safetensors"
+            let log = dir + "/m\(shared).jsonl"
+            let result = try CLI.runMPI(
+                ranks: 2,
+                [
+                    "train", "--data", dir + "/data", "--epochs", "3",
+                    "--batch-size", "7", "--validation-split", "0.2",
+                    "--seed", "11", "--learning-rate", "0.01",
+                    "--save-weights", saved, "--metrics", log,
+                ] + smallModelOptions(),
+                environment: ["HEADLINE_SHARED_MEMORY": shared])
+            XCTAssertEqual(result.status, 0, result.transcript)
+            files["weights \(shared)"] = Array(
+                try Data(contentsOf: URL(fileURLWithPath: saved)))
+            files["metrics \(shared)"] = Array(
+                try Data(contentsOf: URL(fileURLWithPath: log)))
+        }
+        XCTAssertEqual(files["weights 1"], files["weights 0"])
+        XCTAssertEqual(files["metrics 1"], files["metrics 0"])
+        XCTAssertGreaterThan(files["weights 1"]?.count ?? 0, 0)
     }
 
     private func checkEquivalence(

@@ -26,10 +26,23 @@ import Network
 /// holds for the whole run, since the two keep the RMSprop state in
 /// different places.
 ///
-/// Every sum is formed on one rank (sharded: in rank order from zero) and
-/// every other rank receives its result, so the replicas always hold
-/// bit-identical weights. (`.dense` sums in the order MPI's all-reduce
-/// picks, so the two modes may differ in the last bits.)
+/// When every rank runs on one machine, the sharded exchange goes through
+/// memory they all map instead of messages (`SharedSegments`): each rank
+/// lays out its step sums, dense gradients, ids and compact rows (which
+/// the backward pass writes there) in its segment, and after one barrier
+/// every rank reads what it needs where it lies: the whole step costs two
+/// barriers (this one and the one after the update) and no copy of a
+/// gradient row. Between machines, or with `HEADLINE_SHARED_MEMORY=0`,
+/// the steps above go through MPI.
+///
+/// Every sum is formed on one rank in rank order (the embedding rows on
+/// their owner; with shared memory the step sums and dense gradients on
+/// every rank alike) and every other rank receives its result or forms
+/// the same, so the replicas always hold bit-identical weights. (Through
+/// messages the dense block is summed in the order MPI's all-reduce
+/// picks, and `.dense` does so for the table too, so those may differ in
+/// the last bits from the shared path on three or more ranks; on two,
+/// every way gives the same bits.)
 struct GradientExchange {
     /// How the embedding rows are exchanged between ranks.
     typealias Mode = ExchangeMode
@@ -47,8 +60,10 @@ struct GradientExchange {
     /// sharded, the touched rows this rank owns; in `.dense`, every row
     /// any rank touched.
     private(set) var rows: [Int32] = []
-    /// Their summed gradients, compact [rows, E] (with one rank, the
-    /// model's own compact rows are used instead). The embedding's part of
+    /// Their summed gradients, compact [rows, E]: in `.dense` all of them;
+    /// sharded, only the rows with parts from two or more ranks (see
+    /// `partBuffer`); with one rank, the model's own compact rows are
+    /// used instead. The embedding's part of
     /// `model.gradients` is written only by `.dense`, which all-reduces
     /// it; otherwise its 20 MB are never touched.
     private var summed: [Float] = [0]
@@ -67,7 +82,7 @@ struct GradientExchange {
     private var ownedCounts: [Int32]
     private var ownedRows: [Int32] = []
     private var ownedStart: [Int]
-    /// Where the next row for each rank goes.
+    /// Where the next row for each rank goes (messages only).
     private var cursor: [Int]
     private var sendCounts: [Int32]
     private var receiveCounts: [Int32]
@@ -79,9 +94,33 @@ struct GradientExchange {
     /// Per id this rank owns and the step touched: its row in `summed`.
     private var slot: [Int32]
     private var pass = 0
+    /// Per row of `rows` (sharded), where its summed gradient lies: in
+    /// the buffer `partBuffer` names (a `Part`), at `partOffset`. A row
+    /// with one part is read where that part lies; only rows with two or
+    /// more are summed into `summed`.
+    private var partBuffer: [Int32] = []
+    private var partOffset: [Int] = []
+    /// The most rows one rank's batch holds in a step.
+    let rowsPerRank: Int
+    /// The positions per row.
+    let sequenceLength: Int
+    /// With every rank on one machine, memory they all map replaces the
+    /// messages of the sharded exchange (see `SharedStep`). Made at the
+    /// first sharded exchange (a collective); nil when the machine, the
+    /// launch or `HEADLINE_SHARED_MEMORY=0` rules it out.
+    private var shared: SharedStep?
+    private var sharedDecided = false
+    /// With `shared`: where each rank's compact gradient rows lie.
+    private var rowRegions: [UnsafeMutablePointer<Float>] = []
 
-    init(comm: Communicator, model: HeadlineModel, mode: Mode = .auto) {
+    /// `rowsPerRank`: the most rows one rank's batch holds in a step.
+    init(
+        comm: Communicator, model: HeadlineModel, rowsPerRank: Int,
+        mode: Mode = .auto
+    ) {
         self.comm = comm
+        self.rowsPerRank = rowsPerRank
+        sequenceLength = model.config.sequenceLength
         sharded = comm.size > 1 && mode != .dense
         denseBlock = model.layout.denseBlock
         let embedding = model.layout["embedding/embeddings"]
@@ -123,34 +162,76 @@ struct GradientExchange {
         rows.removeAll(keepingCapacity: true)
     }
 
-    /// Calls `body` with `rows` and their summed gradients [rows, E], as
+    /// Calls `body` with `rows`, where each one's summed gradient lies
+    /// (`rowGradient(k)` for `rows[k]`, E values) and where its updated
+    /// weights are to be copied as well (`rowCopy(k)`, or nil), as
     /// `RMSprop.applySparse` takes them. Valid after `exchange` until the
-    /// model's next forward pass.
+    /// model's next forward pass. An update applied here must store every
+    /// row through `rowCopy`: with shared memory, `shareUpdatedRows`
+    /// sends the rows from there.
     func withSummedRows<R>(
         _ model: HeadlineModel,
-        _ body: (UnsafeBufferPointer<Int32>, UnsafePointer<Float>) throws -> R
+        _ body:
+            (
+                _ rows: UnsafeBufferPointer<Int32>,
+                _ rowGradient: (Int) -> UnsafePointer<Float>,
+                _ rowCopy: (Int) -> UnsafeMutablePointer<Float>?
+            ) throws -> R
     ) rethrows -> R {
-        try rows.withUnsafeBufferPointer { rows in
-            if comm.size == 1, let own = model.embeddingRowGradients.baseAddress
-            {
-                return try body(rows, own)
+        let w = width
+        let own = model.embeddingRowGradients.baseAddress
+        let none: (Int) -> UnsafeMutablePointer<Float>? = { _ in nil }
+        return try rows.withUnsafeBufferPointer { rows in
+            if comm.size == 1, let own {
+                return try body(rows, { own + $0 * w }, none)
             }
-            return try summed.withUnsafeBufferPointer {
-                try body(rows, $0.baseAddress!)
+            return try summed.withUnsafeBufferPointer { summed in
+                let base = summed.baseAddress!
+                guard sharded else {
+                    return try body(rows, { base + $0 * w }, none)
+                }
+                let outbox = shared.map {
+                    $0.updates.view(
+                        comm.rank, as: Float.self, count: rows.count * w
+                    ).baseAddress!
+                }
+                return try receiveBuffer.withUnsafeBufferPointer { receive in
+                    try partBuffer.withUnsafeBufferPointer { buffers in
+                        try partOffset.withUnsafeBufferPointer { offsets in
+                            try rowRegions.withUnsafeBufferPointer { regions in
+                                let locate = Locator(
+                                    summed: base, received: receive.baseAddress,
+                                    own: own, regions: regions)
+                                return try body(
+                                    rows, { locate(buffers[$0], offsets[$0]) },
+                                    { k in outbox.map { $0 + k * w } })
+                            }
+                        }
+                    }
+                }
             }
         }
     }
 
     /// Reduces the gradients of the model's last backward pass over all
-    /// ranks: afterwards `model.gradients` holds the summed dense block,
-    /// and `withSummedRows` the summed embedding rows listed in `rows`.
-    mutating func exchange(_ model: HeadlineModel) throws {
+    /// ranks, and `sums` with them: afterwards `model.gradients` holds the
+    /// summed dense block, `withSummedRows` the summed embedding rows
+    /// listed in `rows`, and `sums` its sums over all ranks (the same
+    /// count on every rank), each the same on every rank.
+    mutating func exchange(_ model: HeadlineModel, sums: inout [Double])
+        throws
+    {
         let local = model.touchedEmbeddingRows
         guard comm.size > 1 else {
             rows.removeAll(keepingCapacity: true)
             rows.append(contentsOf: local)
             return
         }
+        if sharded, let step = try sharedStep(sums: sums.count) {
+            try exchangeThroughSharedMemory(model, &sums, step)
+            return
+        }
+        try comm.allreduce(&sums, .sum)
         try model.gradients.withUnsafeMutableBufferPointer { g in
             try comm.allreduce(
                 UnsafeMutableBufferPointer(rebasing: g[denseBlock]), .sum)
@@ -184,6 +265,10 @@ struct GradientExchange {
     /// replicas hold the same weights again. A no-op unless sharded.
     mutating func shareUpdatedRows(_ model: HeadlineModel) throws {
         guard sharded else { return }
+        if let shared {
+            try shareThroughSharedMemory(model, shared.updates)
+            return
+        }
         let me = comm.rank, w = width, table = embeddingOffset
         for k in 0..<comm.size {
             sendCounts[k] = ownedCounts[k] * Int32(w)
@@ -266,17 +351,33 @@ struct GradientExchange {
 
     /// The index of a non-finite gradient of this step, or nil. Only the
     /// dense block and the step's embedding rows can be non-zero, so only
-    /// they are scanned. Sharded, each rank sees only its own rows, so
-    /// the ranks must agree on the answer (`Trainer` does).
-    func firstNonFiniteGradient(_ model: HeadlineModel) -> Int? {
+    /// they are scanned. Sharded, each rank scans the parts it sent (its
+    /// own rows, in its own memory) and the sums it formed of two or more
+    /// parts: a sum is non-finite exactly when one of its parts is or when
+    /// adding finite parts overflowed, so some rank finds every bad row,
+    /// but not every rank does, and the ranks must agree on the answer
+    /// (`Trainer` does).
+    /// `rows`: whether to look at the embedding rows too.
+    func firstNonFiniteGradient(_ model: HeadlineModel, rows scan: Bool = true)
+        -> Int?
+    {
         let dense = model.gradients.withUnsafeBufferPointer { g in
             firstNonFinite(
                 g.baseAddress! + denseBlock.lowerBound, denseBlock.count)
         }
         if let k = dense { return denseBlock.lowerBound + k }
-        return withSummedRows(model) { rows, gradients in
+        guard scan else { return nil }
+        if sharded, let parts = localParts(model) {
+            for (k, id) in model.touchedEmbeddingRows.enumerated() {
+                if let j = firstNonFinite(parts + k * width, width) {
+                    return embeddingOffset + Int(id) * width + j
+                }
+            }
+        }
+        return withSummedRows(model) { rows, gradient, _ in
             for (k, row) in rows.enumerated() {
-                if let j = firstNonFinite(gradients + k * width, width) {
+                if sharded, partBuffer[k] != Part.summed { continue }
+                if let j = firstNonFinite(gradient(k), width) {
                     return embeddingOffset + Int(row) * width + j
                 }
             }
@@ -284,14 +385,43 @@ struct GradientExchange {
         }
     }
 
-    /// The value of gradient `index` as `firstNonFiniteGradient` found it.
+    /// Whether this rank's embedding rows of the last backward pass need
+    /// the exact look of `firstNonFiniteGradient`: true when some value,
+    /// times twice the number of ranks, is not finite. Otherwise every
+    /// value is finite and no sum of one part from each rank can
+    /// overflow (each is at most a 2·size-th of the largest float, so even
+    /// rounded their sum stays below it), and no summed row can be bad.
+    /// Read before `exchange`, while the rows lie where the model left
+    /// them.
+    func rowsNeedExactCheck(_ model: HeadlineModel) -> Bool {
+        let parts = model.embeddingRowGradients
+        guard let base = parts.baseAddress else { return false }
+        return anyNonFinite(base, parts.count, scale: Float(2 * comm.size))
+    }
+
+    /// The value of gradient `index` as `firstNonFiniteGradient` found it:
+    /// summed where this rank holds the sum, else (sharded) this rank's
+    /// part of it.
     func gradient(at index: Int, _ model: HeadlineModel) -> Float {
         guard index >= embeddingOffset else { return model.gradients[index] }
         let id = Int32((index - embeddingOffset) / width)
-        return withSummedRows(model) { rows, gradients in
-            guard let k = rows.firstIndex(of: id) else { return 0 }
-            return gradients[k * width + (index - embeddingOffset) % width]
+        let column = (index - embeddingOffset) % width
+        let summed = withSummedRows(model) { rows, gradient, _ in
+            rows.firstIndex(of: id).map { gradient($0)[column] }
         }
+        if let summed { return summed }
+        guard sharded, let parts = localParts(model),
+            let k = model.touchedEmbeddingRows.firstIndex(of: id)
+        else { return 0 }
+        return parts[k * width + column]
+    }
+
+    /// Where this rank's parts of the step's embedding rows lie, compact
+    /// [touched rows, E]: in its shared segment when shared memory is
+    /// used, else where the model left them.
+    private func localParts(_ model: HeadlineModel) -> UnsafePointer<Float>? {
+        if shared != nil { return UnsafePointer(rowRegions[comm.rank]) }
+        return model.embeddingRowGradients.baseAddress
     }
 
     // MARK: Steps of the exchange
@@ -317,6 +447,12 @@ struct GradientExchange {
                 try comm.allgatherVariable(local, counts: counts, into: ids)
             }
         }
+        indexOwners(total)
+    }
+
+    /// Lists the distinct ids among the first `total` of `allIds` by
+    /// owner, as `gatherIds` describes.
+    private mutating func indexOwners(_ total: Int) {
         // Two passes over the ids: count the new rows per owner, then
         // place each in its owner's part.
         for k in 0..<comm.size { ownedCounts[k] = 0 }
@@ -401,39 +537,229 @@ struct GradientExchange {
                 }
             }
         }
-        // The sums, in rank order, from zero.
-        let mine = ownedStart[me + 1] - ownedStart[me]
-        grow(&summed, to: mine * w)
-        summed.withUnsafeMutableBufferPointer { out in
-            out.baseAddress!.update(repeating: 0, count: mine * w)
-            let slots = slot
-            func row(_ id: Int32) -> UnsafeMutablePointer<Float> {
-                out.baseAddress! + Int(slots[Int(id)]) * w
-            }
-            receiveBuffer.withUnsafeBufferPointer { receive in
-                var from = receive.baseAddress!
-                var start = 0
-                for k in 0..<size {
-                    let end = start + Int(idCounts[k])
-                    if k == me {
-                        for (slot, id) in local.enumerated()
-                        where owner(id) == me {
-                            add(
-                                compact.baseAddress! + slot * w,
-                                into: row(id), w)
-                        }
-                    } else {
-                        for id in allIds[start..<end] where owner(id) == me {
-                            add(from, into: row(id), w)
-                            from += w
-                        }
+        // The sums, in rank order.
+        beginSums()
+        let slots = slot, ids = allIds, counts = idCounts
+        withSums(model) { addPart in
+            var from = 0
+            var start = 0
+            for k in 0..<size {
+                let end = start + Int(counts[k])
+                defer { start = end }
+                if k == me {
+                    for (j, id) in local.enumerated() where owner(id) == me {
+                        addPart(Int(slots[Int(id)]), Part.own, j * w)
                     }
-                    start = end
+                    continue
+                }
+                for id in ids[start..<end] where owner(id) == me {
+                    addPart(Int(slots[Int(id)]), Part.received, from)
+                    from += w
                 }
             }
         }
+    }
+
+    /// The shared segments, made on the first call (every rank calls
+    /// this at the same point of the same step, so it may be a
+    /// collective); nil for good when they cannot be had. `sums`: the
+    /// count of step sums that travel with the gradients.
+    private mutating func sharedStep(sums: Int) throws -> SharedStep? {
+        if !sharedDecided {
+            sharedDecided = true
+            let layout = StepLayout(
+                sums: sums, dense: denseBlock.count,
+                rows: min(rowsPerRank * sequenceLength, vocabulary),
+                width: width)
+            if let step = try SharedSegments.make(
+                comm, capacity: layout.bytes),
+                let updates = try SharedSegments.make(comm, capacity: 1)
+            {
+                shared = SharedStep(
+                    step: step, updates: updates, layout: layout)
+                rowRegions = (0..<comm.size).map {
+                    step.view(
+                        $0, as: Float.self, at: layout.rows,
+                        count: layout.rowCount * width
+                    ).baseAddress!
+                }
+            }
+        }
+        return shared
+    }
+
+    /// The sharded exchange through shared memory, with one barrier: each
+    /// rank lays out its step sums, dense gradients, touched ids and their
+    /// compact gradient rows (which the backward pass writes there) in its
+    /// segment; after the barrier every rank adds up the sums and the
+    /// dense block in rank order, and each owner adds its rows' parts in
+    /// rank order straight from every rank's segment. Every result is the
+    /// same on every rank, and the rows are not copied at all.
+    private mutating func exchangeThroughSharedMemory(
+        _ model: HeadlineModel, _ sums: inout [Double], _ shared: SharedStep
+    ) throws {
+        let me = comm.rank, size = comm.size, w = width, owner = self.owner
+        let step = shared.step, layout = shared.layout
+        let local = model.touchedEmbeddingRows
+        precondition(
+            local.count <= layout.rowCount && sums.count == layout.sumCount,
+            "a step larger than its shared segment")
+        func sumsOf(_ k: Int) -> UnsafeMutableBufferPointer<Double> {
+            step.view(k, as: Double.self, at: layout.sums, count: sums.count)
+        }
+        func countOf(_ k: Int) -> Int {
+            Int(step.view(k, as: Int32.self, at: layout.idCount, count: 1)[0])
+        }
+        func idsOf(_ k: Int, _ n: Int) -> UnsafeMutableBufferPointer<Int32> {
+            step.view(k, as: Int32.self, at: layout.ids, count: n)
+        }
+        let denseCount = denseBlock.count
+        func denseOf(_ k: Int) -> UnsafeMutablePointer<Float> {
+            step.view(k, as: Float.self, at: layout.dense, count: denseCount)
+                .baseAddress!
+        }
+        // This rank's part.
+        _ = sumsOf(me).update(fromContentsOf: sums)
+        step.view(me, as: Int32.self, at: layout.idCount, count: 1)[0] =
+            Int32(local.count)
+        _ = idsOf(me, local.count).update(fromContentsOf: local)
+        model.gradients.withUnsafeBufferPointer { g in
+            denseOf(me).update(
+                from: g.baseAddress! + denseBlock.lowerBound,
+                count: denseCount)
+        }
+        let compact = model.embeddingRowGradients
+        let myRows = rowRegions[me]
+        if compact.count > 0, compact.baseAddress! != UnsafePointer(myRows) {
+            // The first step, before the model was told to write here.
+            myRows.update(from: compact.baseAddress!, count: compact.count)
+        }
+        model.embeddingGradientOutput = UnsafeMutableBufferPointer(
+            start: myRows, count: layout.rowCount * w)
+        try step.synchronize()
+        // Sums and dense gradients, in rank order (the first copied).
+        for j in 0..<sums.count {
+            var total = sumsOf(0)[j]
+            for k in 1..<size { total += sumsOf(k)[j] }
+            sums[j] = total
+        }
+        model.gradients.withUnsafeMutableBufferPointer { g in
+            let out = g.baseAddress! + denseBlock.lowerBound
+            out.update(from: denseOf(0), count: denseCount)
+            for k in 1..<size { add(denseOf(k), into: out, denseCount) }
+        }
+        // Every rank's ids, then the rows by owner.
+        var total = 0
+        for k in 0..<size {
+            idCounts[k] = Int32(countOf(k))
+            total += countOf(k)
+        }
+        grow(&allIds, to: total)
+        var at = 0
+        for k in 0..<size {
+            let n = countOf(k)
+            let ids = idsOf(k, n)
+            for j in 0..<n { allIds[at + j] = ids[j] }
+            at += n
+        }
+        indexOwners(total)
+        // The sums of this rank's rows, in rank order.
+        beginSums()
+        let slots = slot, ids = allIds, counts = idCounts
+        withSums(model) { addPart in
+            var start = 0
+            for k in 0..<size {
+                let end = start + Int(counts[k])
+                defer { start = end }
+                for (j, id) in ids[start..<end].enumerated()
+                where owner(id) == me {
+                    addPart(Int(slots[Int(id)]), Int32(k), j * w)
+                }
+            }
+        }
+        // Room for the updated rows, which the update stores straight
+        // into this rank's segment (see `withSummedRows`).
+        let largest = ownedCounts.reduce(0) { max($0, Int($1)) }
+        try shared.updates.reserve(largest * w * MemoryLayout<Float>.stride)
+    }
+
+    /// `shareUpdatedRows` through shared memory: the update has stored
+    /// each owner's rows in its segment as well (`withSummedRows`'
+    /// `rowCopy`), and after one barrier every rank copies the others'
+    /// rows from where they lie into its weights.
+    private func shareThroughSharedMemory(
+        _ model: HeadlineModel, _ updates: SharedSegments
+    ) throws {
+        let me = comm.rank, w = width, table = embeddingOffset
+        try updates.synchronize()
+        model.parameters.withUnsafeMutableBufferPointer { p in
+            for k in 0..<comm.size where k != me {
+                let from = updates.view(
+                    k, as: Float.self, count: Int(ownedCounts[k]) * w
+                ).baseAddress!
+                for slot in ownedStart[k]..<ownedStart[k + 1] {
+                    (p.baseAddress! + table + Int(ownedRows[slot]) * w).update(
+                        from: from + (slot - ownedStart[k]) * w, count: w)
+                }
+            }
+        }
+    }
+
+    /// Starts the sums of the rows this rank owns: `rows` lists them, and
+    /// none has a part yet.
+    private mutating func beginSums() {
+        let me = comm.rank
+        let mine = ownedStart[me + 1] - ownedStart[me]
+        grow(&summed, to: mine * width)
+        grow(&partBuffer, to: mine)
+        grow(&partOffset, to: mine)
+        for s in 0..<mine { partBuffer[s] = Part.none }
         rows.removeAll(keepingCapacity: true)
         rows.append(contentsOf: ownedRows[ownedStart[me]..<ownedStart[me + 1]])
+    }
+
+    /// Calls `body` with `addPart(s, buffer, offset)`, which adds the part
+    /// at `offset` in `buffer` (a `Part`) to the sum of `rows[s]`. Parts
+    /// must come in rank order; the first is only noted, and the sum is
+    /// formed from the second on, so each sum is its parts added in rank
+    /// order.
+    private mutating func withSums(
+        _ model: HeadlineModel,
+        _ body: (_ addPart: (Int, Int32, Int) -> Void) -> Void
+    ) {
+        let w = width
+        let own = model.embeddingRowGradients.baseAddress
+        let regions = rowRegions
+        summed.withUnsafeMutableBufferPointer { out in
+            receiveBuffer.withUnsafeBufferPointer { receive in
+                partBuffer.withUnsafeMutableBufferPointer { buffers in
+                    partOffset.withUnsafeMutableBufferPointer { offsets in
+                        regions.withUnsafeBufferPointer { regions in
+                            let sums = out.baseAddress!
+                            let locate = Locator(
+                                summed: sums, received: receive.baseAddress,
+                                own: own, regions: regions)
+                            body { s, buffer, offset in
+                                if buffers[s] == Part.none {
+                                    buffers[s] = buffer
+                                    offsets[s] = offset
+                                    return
+                                }
+                                let row = sums + s * w
+                                if buffers[s] != Part.summed {
+                                    row.update(
+                                        from: locate(buffers[s], offsets[s]),
+                                        count: w)
+                                    buffers[s] = Part.summed
+                                    offsets[s] = s * w
+                                }
+                                add(locate(buffer, offset), into: row, w)
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Makes `buffer` hold at least `count` values, keeping none of them.
@@ -441,6 +767,69 @@ struct GradientExchange {
         if buffer.count < count {
             buffer = [T](repeating: 0, count: max(count, buffer.count * 2))
         }
+    }
+}
+
+/// The buffers a part of a summed row can lie in: a rank's outbox in
+/// shared memory (the rank's number, 0 or more), or one of these.
+private enum Part {
+    /// No part yet.
+    static let none: Int32 = -4
+    /// `summed`: the row has two or more parts.
+    static let summed: Int32 = -3
+    /// `receiveBuffer`, where messages from other ranks arrived.
+    static let received: Int32 = -2
+    /// This rank's compact rows, where the model's backward pass left them.
+    static let own: Int32 = -1
+}
+
+/// Turns a `Part` and an offset into an address.
+private struct Locator {
+    let summed: UnsafePointer<Float>
+    let received: UnsafePointer<Float>?
+    let own: UnsafePointer<Float>?
+    /// Each rank's compact rows in shared memory, when used.
+    let regions: UnsafeBufferPointer<UnsafeMutablePointer<Float>>
+
+    @inline(__always)
+    func callAsFunction(_ buffer: Int32, _ offset: Int) -> UnsafePointer<Float>
+    {
+        switch buffer {
+        case Part.summed: return summed + offset
+        case Part.received: return received! + offset
+        case Part.own: return own! + offset
+        default: return UnsafePointer(regions[Int(buffer)]) + offset
+        }
+    }
+}
+
+/// The shared memory of the sharded exchange: `step` holds each rank's
+/// part of the step (laid out by `layout`), `updates` the rows each owner
+/// updated.
+private struct SharedStep {
+    let step: SharedSegments
+    let updates: SharedSegments
+    let layout: StepLayout
+}
+
+/// Where each part of a rank's step lies in its shared segment, in bytes:
+/// the step sums (Double), the count of touched ids and the ids (Int32),
+/// the dense block's gradients and the compact rows (Float), each region
+/// starting on a 64-byte line.
+private struct StepLayout {
+    let sumCount, rowCount: Int
+    let sums, idCount, ids, dense, rows, bytes: Int
+
+    init(sums: Int, dense: Int, rows: Int, width: Int) {
+        func line(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }
+        sumCount = sums
+        rowCount = rows
+        self.sums = 0
+        idCount = line(sums * MemoryLayout<Double>.stride)
+        ids = idCount + 64
+        self.dense = ids + line(rows * MemoryLayout<Int32>.stride)
+        self.rows = self.dense + line(dense * MemoryLayout<Float>.stride)
+        bytes = self.rows + rows * width * MemoryLayout<Float>.stride
     }
 }
 
@@ -460,25 +849,31 @@ private func add(
     for j in 0..<n { y[j] += x[j] }
 }
 
-/// The index of the first NaN or infinity among `n` floats, or nil.
-///
-/// x · 0 is 0 for every finite x and NaN otherwise, and a NaN survives any
-/// sum, so a vector sum of x · 0 tells whether to look closer; the scalar
-/// search runs only when it says so.
-func firstNonFinite(_ x: UnsafePointer<Float>, _ n: Int) -> Int? {
+/// Whether some of the `n` floats at `x`, times `scale`, is a NaN or an
+/// infinity: x · scale · 0 is 0 exactly when x · scale is finite, and a
+/// NaN survives any sum, so one vector sum answers.
+func anyNonFinite(_ x: UnsafePointer<Float>, _ n: Int, scale: Float) -> Bool {
     var lanes = SIMD16<Float>()
     var k = 0
     while k + 16 <= n {
         lanes +=
             UnsafeRawPointer(x + k).loadUnaligned(as: SIMD16<Float>.self)
-            * 0
+            * scale * 0
         k += 16
     }
     var tail: Float = 0
     while k < n {
-        tail += x[k] * 0
+        tail += x[k] * scale * 0
         k += 1
     }
-    guard lanes.sum().isNaN || tail.isNaN else { return nil }
+    return lanes.sum().isNaN || tail.isNaN
+}
+
+/// The index of the first NaN or infinity among `n` floats, or nil.
+///
+/// The vector test of `anyNonFinite` tells whether to look closer; the
+/// scalar search runs only when it says so.
+func firstNonFinite(_ x: UnsafePointer<Float>, _ n: Int) -> Int? {
+    guard anyNonFinite(x, n, scale: 1) else { return nil }
     return (0..<n).first { !x[$0].isFinite }
 }

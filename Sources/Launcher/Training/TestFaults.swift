@@ -16,6 +16,11 @@ import Network
 ///   already wait in the step's reductions: the job must end through
 ///   `MPI_Abort` (see `runCommand`), with no rank left waiting.
 /// - `nan`: makes one gradient of this rank NaN after the backward pass.
+/// - `row-nan`: makes one value of this rank's first embedding row NaN
+///   after the backward pass (a row whose sum only its owner forms).
+/// - `row-overflow`: sets the first value of every embedding row of this
+///   rank to the largest finite float after the backward pass: finite on
+///   each rank, but a row that two such ranks touched sums to infinity.
 /// - `kill`: sends itself SIGKILL before the step, like a crash or the
 ///   out-of-memory killer.
 ///
@@ -24,6 +29,7 @@ import Network
 struct TestFaults {
     enum Kind: String {
         case error, lateError = "late-error", nan, kill
+        case rowNaN = "row-nan", rowOverflow = "row-overflow"
     }
 
     struct Fault: Equatable {
@@ -55,7 +61,8 @@ struct TestFaults {
                 else {
                     throw UsageError(
                         "\(failVariable)='\(text)': expected "
-                            + "RANK:STEP[:error|late-error|nan|kill], ...")
+                            + "RANK:STEP[:error|late-error|nan|row-nan|"
+                            + "row-overflow|kill], ...")
                 }
                 result.faults.append(Fault(rank: rank, step: step, kind: kind))
             }
@@ -89,14 +96,28 @@ struct TestFaults {
         }
     }
 
-    /// After the backward pass of global step `step`: `nan` and
-    /// `late-error`.
+    /// After the backward pass of global step `step`: `nan`, `row-nan`,
+    /// `row-overflow` and `late-error`.
     func afterBackward(_ step: Int, rank: Int, model: HeadlineModel) throws {
         if has(.nan, rank: rank, step: step) {
             // A dense weight's gradient, which every rank reduces whatever
             // rows of the embedding its batch touched.
             let bias = model.layout["main_output/bias"]
             model.gradients[bias.offset] = .nan
+        }
+        let rows = model.embeddingRowGradients
+        if let base = rows.baseAddress {
+            // Test code writing where the model left the rows.
+            let values = UnsafeMutablePointer(mutating: base)
+            let width = model.config.embeddingWidth
+            if has(.rowNaN, rank: rank, step: step) {
+                values[width / 2] = .nan
+            }
+            if has(.rowOverflow, rank: rank, step: step) {
+                for row in 0..<(rows.count / width) {
+                    values[row * width] = .greatestFiniteMagnitude
+                }
+            }
         }
         if has(.lateError, rank: rank, step: step) {
             throw InjectedFailure(step: step, kind: .lateError)

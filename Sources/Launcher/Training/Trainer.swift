@@ -64,10 +64,11 @@ final class Trainer {
     private var exchange: GradientExchange
     /// This rank's figures of the current step, reused from step to step.
     private var local = EpochTotals()
-    /// The step's sums in `StepSums.packed` order, for their all-reduce
-    /// (kept, so the step allocates nothing).
+    /// The step's sums in `StepSums.packed` order, for their reduction,
+    /// then one more: the count of ranks whose gradient rows need an
+    /// exact look (see `nonFinite`). Kept, so the step allocates nothing.
     private var stepSums = [Double](
-        repeating: 0, count: StepSums.packedCount)
+        repeating: 0, count: StepSums.packedCount + 1)
     /// The verdict of each rank for `agreedTrouble`, kept for the same
     /// reason.
     private var verdict: [Int64] = [0]
@@ -89,7 +90,8 @@ final class Trainer {
             capacity: share, sequenceLength: train.sequenceLength,
             auxFeatures: train.auxFeatures)
         exchange = GradientExchange(
-            comm: comm, model: model, mode: settings.exchange)
+            comm: comm, model: model, rowsPerRank: share,
+            mode: settings.exchange)
         model.zeroGradients()
     }
 
@@ -136,15 +138,13 @@ final class Trainer {
             try faults.afterBackward(globalStep, rank: comm.rank, model: model)
             // Every rank reaches these collectives, with or without rows.
             local.sums.pack(into: &stepSums)
-            try comm.allreduce(&stepSums, .sum)
+            stepSums[StepSums.packedCount] =
+                exchange.rowsNeedExactCheck(model) ? 1 : 0
+            try exchange.exchange(model, sums: &stepSums)
             let reduced = StepSums(packed: stepSums[...])
-            try exchange.exchange(model)
-            // Judged after the reductions, on the summed values (a NaN or
-            // infinity survives any order of summation), and agreed, since
-            // each rank holds the sums of its own embedding rows only: all
-            // ranks take the same branch, and a bad step is never applied.
-            if let (rank, trouble) = try agreedTrouble(
-                nonFinite(reduced, epoch: epoch, step: step))
+            if let (rank, trouble) = try verdict(
+                on: reduced, epoch: epoch, step: step,
+                exactRows: stepSums[StepSums.packedCount] > 0)
             {
                 guard settings.skipNonFinite else {
                     // The lowest rank that saw it alone says why.
@@ -159,12 +159,12 @@ final class Trainer {
                 try onStep(step, totals)
                 continue
             }
-            exchange.withSummedRows(model) { rows, rowGradients in
+            exchange.withSummedRows(model) { rows, rowGradient, rowCopy in
                 optimizer.applySparse(
                     to: &model.parameters, gradients: model.gradients,
                     blockOffset: exchange.embeddingOffset,
                     rowWidth: exchange.width, rowCount: exchange.vocabulary,
-                    rows: rows, rowGradients: rowGradients)
+                    rows: rows, rowGradient: rowGradient, rowCopy: rowCopy)
             }
             try exchange.shareUpdatedRows(model)
             totals.sums += reduced
@@ -192,6 +192,32 @@ final class Trainer {
         try exchange.checkpointVelocity(optimizer)
     }
 
+    /// Whether the step must not be applied: the lowest rank that found
+    /// trouble, with its reason there (nil on the others), or nil when it
+    /// may be applied. Every rank gets the same answer, and a bad step is
+    /// never applied.
+    ///
+    /// Judged after the reductions, on the summed values (a NaN or
+    /// infinity survives any order of summation). The loss and the dense
+    /// gradients are the same on every rank, so their verdict is too. The
+    /// embedding rows' sums each lie on one rank only; but unless some
+    /// rank's own rows were flagged (`exactRows`, counted with the sums),
+    /// no sum can be non-finite, and no rank need look. When one was,
+    /// every rank looks at its own and the verdicts are agreed.
+    private func verdict(
+        on sums: StepSums, epoch: Int, step: Int, exactRows: Bool
+    ) throws -> (rank: Int, trouble: TrainingError?)? {
+        if exactRows {
+            return try agreedTrouble(
+                nonFinite(sums, epoch: epoch, step: step, rows: true))
+        }
+        guard
+            let trouble = nonFinite(sums, epoch: epoch, step: step, rows: false)
+        else { return nil }
+        // Every rank found the same; the lowest says it.
+        return (0, comm.rank == 0 ? trouble : nil)
+    }
+
     /// Agrees on this rank's verdict on the step: the lowest rank that
     /// found trouble, with its reason there (nil on the others), or nil
     /// when no rank did. One tiny all-reduce, made by every rank.
@@ -206,16 +232,17 @@ final class Trainer {
     }
 
     /// Why step `step` of epoch `epoch` (0-based) cannot be applied, or nil
-    /// when its loss and gradients are all finite.
-    private func nonFinite(_ sums: StepSums, epoch: Int, step: Int)
-        -> TrainingError?
-    {
+    /// when its loss and gradients are all finite; `rows`: whether the
+    /// embedding rows are looked at too.
+    private func nonFinite(
+        _ sums: StepSums, epoch: Int, step: Int, rows: Bool
+    ) -> TrainingError? {
         guard sums.mainLoss.isFinite, sums.auxLoss.isFinite else {
             return .nonFinite(
                 epoch: epoch + 1, step: step + 1,
                 main: sums.mainLoss / sums.rows, aux: sums.auxLoss / sums.rows)
         }
-        guard let bad = exchange.firstNonFiniteGradient(model)
+        guard let bad = exchange.firstNonFiniteGradient(model, rows: rows)
         else { return nil }
         let entry = model.layout.entries.first { $0.range.contains(bad) }
         return .nonFiniteGradient(
