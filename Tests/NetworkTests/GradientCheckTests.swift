@@ -100,9 +100,16 @@ final class GradientCheckTests: XCTestCase {
 
 /// The sparse embedding update against the dense one, bit for bit.
 final class SparseRMSpropTests: XCTestCase {
+    /// Rows of 7 values, and of 300: two blocks of 128 that the pending
+    /// decays go through eight vectors at a time, and a tail.
     func testSparseRowsMatchTheDenseUpdateBitForBit() {
+        check(width: 7)
+        check(width: 300)
+    }
+
+    private func check(width: Int) {
         var rng = SeededGenerator(seed: 5)
-        let rowsInBlock = 13, width = 7, front = 11, back = 3
+        let rowsInBlock = 13, front = 11, back = 3
         let count = front + rowsInBlock * width + back
         var dense = RMSprop(count: count)
         var sparse = RMSprop(count: count)

@@ -119,13 +119,12 @@ public struct RMSprop: Sendable {
                 for (k, row) in rows.enumerated() {
                     let r = Int(row)
                     let start = offset + r * width
-                    // The row's pending decays happen in the same pass.
+                    let v = vBuffer.baseAddress! + start
+                    RMSprop.decay(v, width, rho: rho, times: step - current[r])
                     RMSprop.update(
-                        vBuffer.baseAddress! + start,
-                        wBuffer.baseAddress! + start,
-                        rowGradient(k), width, rho: rho,
-                        decay: decay, lr: lr, eps: eps,
-                        after: step - current[r], copy: rowCopy(k))
+                        v, wBuffer.baseAddress! + start, rowGradient(k),
+                        width, rho: rho, decay: decay, lr: lr, eps: eps,
+                        copy: rowCopy(k))
                     current[r] = step + 1
                 }
             }
@@ -164,8 +163,8 @@ public struct RMSprop: Sendable {
 
     /// v ← ρ·v, `times` times, each product rounded as the dense step
     /// rounds it (ρ·v + (1 − ρ)·0 is exactly ρ·v). Every 16 rounds it
-    /// checks whether the row has decayed to all zeros, which it then
-    /// stays, and stops there.
+    /// checks whether the values have decayed to all zeros, which they
+    /// then stay, and stops there.
     private mutating func decay(_ range: Range<Int>, times: Int) {
         let rho = Float(self.rho)
         velocity.withUnsafeMutableBufferPointer { buffer in
@@ -178,21 +177,72 @@ public struct RMSprop: Sendable {
     private static func decay(
         _ v: UnsafeMutablePointer<Float>, _ n: Int, rho: Float, times: Int
     ) {
+        guard times > 0 else { return }
+        // 128 values at a time, as eight vectors held in registers: eight
+        // independent chains of products, which the processor overlaps (a
+        // single chain would wait out each product's latency, a pass over
+        // the whole row per round would load and store it every time).
+        var j = 0
+        while j + 128 <= n {
+            decayBlock(v + j, rho: rho, times: times)
+            j += 128
+        }
         var done = 0
-        while done < times {
+        while j < n, done < times {
             let rounds = min(16, times - done)
             for _ in 0..<rounds {
-                // A plain loop over the row: it vectorises.
-                for k in 0..<n { v[k] = rho * v[k] }
+                // A plain loop over the rest of the row: it vectorises.
+                for k in j..<n { v[k] = rho * v[k] }
             }
             done += rounds
             var any = false
-            for k in 0..<n where v[k] != 0 {
+            for k in j..<n where v[k] != 0 {
                 any = true
                 break
             }
             if !any { break }
         }
+    }
+
+    /// `decay` of the 128 values at `p`.
+    @inline(__always)
+    private static func decayBlock(
+        _ p: UnsafeMutablePointer<Float>, rho: Float, times: Int
+    ) {
+        typealias Vector = Lanes.Vector
+        func load(_ i: Int) -> Vector { Lanes.load(p + 16 * i, 16) }
+        var a0 = load(0), a1 = load(1), a2 = load(2), a3 = load(3)
+        var a4 = load(4), a5 = load(5), a6 = load(6), a7 = load(7)
+        var done = 0
+        while done < times {
+            let rounds = min(16, times - done)
+            for _ in 0..<rounds {
+                a0 = rho * a0
+                a1 = rho * a1
+                a2 = rho * a2
+                a3 = rho * a3
+                a4 = rho * a4
+                a5 = rho * a5
+                a6 = rho * a6
+                a7 = rho * a7
+            }
+            done += rounds
+            let z = Vector()
+            if a0 == z, a1 == z, a2 == z, a3 == z, a4 == z, a5 == z, a6 == z,
+                a7 == z
+            {
+                break
+            }
+        }
+        func store(_ a: Vector, _ i: Int) { Lanes.store(a, p + 16 * i, 16) }
+        store(a0, 0)
+        store(a1, 1)
+        store(a2, 2)
+        store(a3, 3)
+        store(a4, 4)
+        store(a5, 5)
+        store(a6, 6)
+        store(a7, 7)
     }
 
     private mutating func update(
@@ -213,20 +263,16 @@ public struct RMSprop: Sendable {
         }
     }
 
-    /// The update of `n` consecutive parameters, after `pending` steps
-    /// without a gradient (v ← ρ·v each, as `decay` rounds them), with
-    /// the new weights also stored at `copy` when given. The
-    /// operations and their order mirror Keras' update step in float32,
-    /// without fused multiply-adds, so each rounding matches. (It runs at
-    /// memory speed: three loads and two stores per parameter; the
-    /// pending decays stay in registers, where a separate pass over the
-    /// row would load and store it once per step.)
+    /// The update of `n` consecutive parameters, with the new weights also
+    /// stored at `copy` when given. The operations and their order mirror
+    /// Keras' update step in float32, without fused multiply-adds, so each
+    /// rounding matches. (It runs at memory speed: three loads and two
+    /// stores per parameter.)
     @inline(__always)
     private static func update(
         _ v: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
         _ g: UnsafePointer<Float>, _ n: Int, rho: Float, decay: Float,
-        lr: Float, eps: Float, after pending: Int = 0,
-        copy: UnsafeMutablePointer<Float>? = nil
+        lr: Float, eps: Float, copy: UnsafeMutablePointer<Float>? = nil
     ) {
         // Sixteen lanes at a time, written out: the scalar loop does not
         // vectorise (see `Lanes.squareRoot`). Each lane does the same
@@ -234,17 +280,7 @@ public struct RMSprop: Sendable {
         // division round the same in a vector, so the bits are the same.
         Lanes.forEach(n) { k, lanes in
             let gk = Lanes.load(g + k, lanes)
-            var old = Lanes.load(v + k, lanes)
-            var left = pending
-            while left > 0 {
-                // Zero stays zero: stop once every lane is (checked every
-                // 16 rounds, as `decay` does, so the check costs little).
-                let rounds = min(16, left)
-                for _ in 0..<rounds { old = rho * old }
-                left -= rounds
-                if old == Lanes.Vector() { break }
-            }
-            let vk = rho * old + decay * (gk * gk)
+            let vk = rho * Lanes.load(v + k, lanes) + decay * (gk * gk)
             Lanes.store(vk, v + k, lanes)
             let step = (lr * gk) / Lanes.squareRoot(vk + eps)
             let wk = Lanes.load(w + k, lanes) - step
