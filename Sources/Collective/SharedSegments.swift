@@ -1,5 +1,13 @@
 import CMPI
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Memory that every rank maps, when all ranks run on one machine: each
 /// rank has a segment of `capacity` bytes that only it writes, and that
 /// every rank may read after `synchronize()` (an MPI-3 shared window).
@@ -43,18 +51,23 @@ public final class SharedSegments: @unchecked Sendable {
     public static func make(_ world: Communicator, capacity: Int) throws
         -> SharedSegments?
     {
+        try make(world, capacities: [capacity])?.first
+    }
+
+    /// One set of segments per entry of `capacities` (bytes per rank), or
+    /// nil, for all of them, where they cannot be had: see the type's
+    /// notes, and where the machine's shared-memory file system
+    /// (`/dev/shm`, where OpenMPI keeps them) has less room free than they
+    /// could fill, all ranks' segments together (its pages are taken as
+    /// they are first written, and a write that finds it full kills the
+    /// process, as a container's small default `/dev/shm` would). A
+    /// collective; every rank gets the same answer.
+    public static func make(_ world: Communicator, capacities: [Int]) throws
+        -> [SharedSegments]?
+    {
         guard let comm = try world.activeComm("SharedSegments.make"),
             world.size > 1
         else { return nil }
-        // Every rank must take the same branch, so the switch is agreed.
-        var allowed: Int32 =
-            environmentValue("HEADLINE_SHARED_MEMORY") == "0" ? 0 : 1
-        try check(
-            MPI_Allreduce(
-                cmpi_in_place(), &allowed, 1, cmpi_int32(), cmpi_min(),
-                comm),
-            "MPI_Allreduce")
-        guard allowed == 1 else { return nil }
         var node: MPI_Comm? = nil
         try check(
             MPI_Comm_split_type(
@@ -68,9 +81,19 @@ public final class SharedSegments: @unchecked Sendable {
         }
         var nodeSize: Int32 = 0
         try check(MPI_Comm_size(node, &nodeSize), "MPI_Comm_size")
-        // If one machine holds fewer than all ranks, every machine does,
-        // so all ranks agree without asking.
-        guard Int(nodeSize) == world.size else {
+        // Every rank must take the same branch, so the answer is agreed.
+        let needed = capacities.reduce(0) { $0 + pageRounded($1) } * world.size
+        var allowed: Int32 =
+            environmentValue("HEADLINE_SHARED_MEMORY") != "0"
+                && Int(nodeSize) == world.size
+                && sharedMemoryRoom().map { $0 >= needed } ?? true
+            ? 1 : 0
+        try check(
+            MPI_Allreduce(
+                cmpi_in_place(), &allowed, 1, cmpi_int32(), cmpi_min(),
+                comm),
+            "MPI_Allreduce")
+        guard allowed == 1 else {
             var spare: MPI_Comm? = node
             try check(MPI_Comm_free(&spare), "MPI_Comm_free")
             return nil
@@ -78,9 +101,18 @@ public final class SharedSegments: @unchecked Sendable {
         try check(
             MPI_Comm_set_errhandler(node, cmpi_errors_return()),
             "MPI_Comm_set_errhandler")
-        let segments = SharedSegments(world: world, node: node)
-        try segments.reserve(capacity)
-        return segments
+        var made: [SharedSegments] = []
+        for (index, capacity) in capacities.enumerated() {
+            // Each set frees its own communicator.
+            var own: MPI_Comm? = node
+            if index > 0 {
+                try check(MPI_Comm_dup(node, &own), "MPI_Comm_dup")
+            }
+            let segments = SharedSegments(world: world, node: own!)
+            try segments.reserve(capacity)
+            made.append(segments)
+        }
+        return made
     }
 
     /// `count` values of type `T` at byte `offset` of rank `rank`'s
@@ -115,10 +147,9 @@ public final class SharedSegments: @unchecked Sendable {
                 operation: "SharedSegments.reserve", code: nil,
                 message: "the segments have been freed")
         }
-        // Whole 4 KiB pages, so that every segment starts page-aligned
-        // (for any value type) when MPI lays them end to end.
-        let page = 4096
-        let room = (Swift.max(count, 2 * capacity, 1) + page - 1) / page * page
+        // Whole pages, so that every segment starts page-aligned (for any
+        // value type) when MPI lays them end to end.
+        let room = pageRounded(Swift.max(count, 2 * capacity, 1))
         try release()
         var base: UnsafeMutableRawPointer? = nil
         var created: MPI_Win? = nil
@@ -191,4 +222,14 @@ public final class SharedSegments: @unchecked Sendable {
         window = cmpi_win_null()
         try check(MPI_Win_free(&freed), "MPI_Win_free")
     }
+}
+
+/// `bytes` rounded up to whole 4 KiB pages.
+private func pageRounded(_ bytes: Int) -> Int { (bytes + 4095) / 4096 * 4096 }
+
+/// The bytes free in `/dev/shm`, or nil where there is none to ask.
+private func sharedMemoryRoom() -> Int? {
+    var info = statvfs()
+    guard statvfs("/dev/shm", &info) == 0 else { return nil }
+    return Int(info.f_bavail) * Int(info.f_frsize)
 }

@@ -73,6 +73,52 @@ final class RankEquivalenceTests: XCTestCase {
         XCTAssertGreaterThan(files["weights 1"]?.count ?? 0, 0)
     }
 
+    /// A machine whose shared-memory file system is too small for the
+    /// exchange's segments (a container's small /dev/shm, made here with
+    /// a private mount namespace and a 9 MiB tmpfs): the ranks agree to
+    /// exchange through messages and give the bits of a run told to.
+    /// (Without that check OpenMPI refuses the shared window and the run
+    /// ends with an error.) The table's width and length make the
+    /// segments some 33 MB; the LSTM stays small for a debug build.
+    func testTooLittleSharedMemoryFallsBackToMessages() throws {
+        let dir = try temporaryDirectory(for: self)
+        let labels = (0..<64).map { Float(($0 * 7 / 3) % 2) }
+        try DataSpec(
+            rows: 64, sequenceLength: 100, vocabulary: 10_000, labels: labels
+        ).write(to: dir + "/data")
+        let trainer = try CLI.executable()
+        let mpirun = try CLI.mpirun()
+        func arguments(_ saved: String) -> [String] {
+            [
+                "train", "--data", dir + "/data", "--epochs", "1",
+                "--batch-size", "64", "--seed", "3", "--save-weights", saved,
+                "--vocab-size", "10000", "--embedding-dim", "512",
+                "--lstm-units", "4", "--dense-units", "5",
+            ]
+        }
+        let small = dir + "/small.safetensors"
+        let command =
+            ([
+                "mount -t tmpfs -o size=9m tmpfs /dev/shm && exec", mpirun,
+                "--oversubscribe", "--bind-to", "none", "-np", "2", trainer,
+            ] + arguments(small)).joined(separator: " ")
+        // As root a mount namespace is enough; otherwise a user namespace
+        // maps this user to root inside it.
+        let result = try CLI.runProgram(
+            "/usr/bin/unshare",
+            (getuid() == 0 ? ["-m"] : ["-r", "-m"]) + ["sh", "-c", command])
+        XCTAssertEqual(result.status, 0, result.transcript)
+        let plain = dir + "/messages.safetensors"
+        let messages = try CLI.runMPI(
+            ranks: 2, arguments(plain),
+            environment: ["HEADLINE_SHARED_MEMORY": "0"])
+        XCTAssertEqual(messages.status, 0, messages.transcript)
+        let a = try Data(contentsOf: URL(fileURLWithPath: small))
+        let b = try Data(contentsOf: URL(fileURLWithPath: plain))
+        XCTAssertEqual(a, b)
+        XCTAssertGreaterThan(a.count, 20_000_000)
+    }
+
     private func checkEquivalence(
         rows: Int, exchange: String = "auto",
         environment: [String: String] = [:],

@@ -571,14 +571,17 @@ struct GradientExchange {
                 sums: sums, dense: denseBlock.count,
                 rows: min(rowsPerRank * sequenceLength, vocabulary),
                 width: width)
-            if let step = try SharedSegments.make(
-                comm, capacity: layout.bytes),
-                let updates = try SharedSegments.make(comm, capacity: 1)
+            // A rank owns at most every size-th id: room for all of them,
+            // so the segments never have to grow.
+            let owned = (vocabulary + comm.size - 1) / comm.size
+            let updateBytes = owned * width * MemoryLayout<Float>.stride
+            if let made = try SharedSegments.make(
+                comm, capacities: [layout.bytes, updateBytes])
             {
                 shared = SharedStep(
-                    step: step, updates: updates, layout: layout)
+                    step: made[0], updates: made[1], layout: layout)
                 rowRegions = (0..<comm.size).map {
-                    step.view(
+                    made[0].view(
                         $0, as: Float.self, at: layout.rows,
                         count: layout.rowCount * width
                     ).baseAddress!
@@ -677,10 +680,11 @@ struct GradientExchange {
                 }
             }
         }
-        // Room for the updated rows, which the update stores straight
-        // into this rank's segment (see `withSummedRows`).
-        let largest = ownedCounts.reduce(0) { max($0, Int($1)) }
-        try shared.updates.reserve(largest * w * MemoryLayout<Float>.stride)
+        // The updated rows go straight into this rank's segment (see
+        // `withSummedRows`), which has room for every row it can own.
+        precondition(
+            (ownedStart[me + 1] - ownedStart[me]) * w
+                * MemoryLayout<Float>.stride <= shared.updates.capacity)
     }
 
     /// `shareUpdatedRows` through shared memory: the update has stored
