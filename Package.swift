@@ -73,9 +73,12 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "CollectiveTests", dependencies: ["Collective"]),
+        // Counts a thread's heap allocations, for the test that a training
+        // step makes none; linked into the test process only.
+        .target(name: "CAllocationCount", path: "Tests/CAllocationCount"),
         .testTarget(
             name: "LauncherTests",
-            dependencies: ["Launcher", "Network"]
+            dependencies: ["Launcher", "Network", "CAllocationCount"]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -154,8 +154,8 @@ struct GradientExchange {
             (base + denseBlock.lowerBound).update(
                 repeating: 0, count: denseBlock.count)
             guard scatters else { return }
-            for row in rows {
-                (base + embeddingOffset + Int(row) * width).update(
+            for j in 0..<rows.count {
+                (base + embeddingOffset + Int(rows[j]) * width).update(
                     repeating: 0, count: width)
             }
         }
@@ -251,9 +251,9 @@ struct GradientExchange {
             let w = width, table = embeddingOffset
             model.gradients.withUnsafeBufferPointer { g in
                 summed.withUnsafeMutableBufferPointer { out in
-                    for (k, id) in rows.enumerated() {
+                    for k in 0..<rows.count {
                         (out.baseAddress! + k * w).update(
-                            from: g.baseAddress! + table + Int(id) * w,
+                            from: g.baseAddress! + table + Int(rows[k]) * w,
                             count: w)
                     }
                 }
@@ -440,7 +440,7 @@ struct GradientExchange {
                     UnsafeBufferPointer(start: one, count: 1), into: counts)
             }
         }
-        let total = idCounts.reduce(0) { $0 + Int($1) }
+        let total = sum(idCounts)
         grow(&allIds, to: total)
         try idCounts.withUnsafeBufferPointer { counts in
             try allIds.withUnsafeMutableBufferPointer { ids in
@@ -457,7 +457,10 @@ struct GradientExchange {
         // place each in its owner's part.
         for k in 0..<comm.size { ownedCounts[k] = 0 }
         pass += 1
-        for id in allIds[0..<total] where mark[Int(id)] != pass {
+        // Index loops: a debug build iterates a slice through generic
+        // code that allocates at every element.
+        for j in 0..<total where mark[Int(allIds[j])] != pass {
+            let id = allIds[j]
             mark[Int(id)] = pass
             ownedCounts[owner(id)] += 1
         }
@@ -468,7 +471,8 @@ struct GradientExchange {
         grow(&ownedRows, to: ownedStart[comm.size])
         for k in 0..<comm.size { cursor[k] = ownedStart[k] }
         pass += 1
-        for id in allIds[0..<total] where mark[Int(id)] != pass {
+        for j in 0..<total where mark[Int(allIds[j])] != pass {
+            let id = allIds[j]
             mark[Int(id)] = pass
             let k = owner(id)
             ownedRows[cursor[k]] = id
@@ -492,21 +496,21 @@ struct GradientExchange {
             sendCounts[k] = 0
             receiveCounts[k] = 0
         }
-        for id in local where owner(id) != me {
-            sendCounts[owner(id)] += Int32(width)
+        for j in 0..<local.count where owner(local[j]) != me {
+            sendCounts[owner(local[j])] += Int32(width)
         }
         var start = 0
         for k in 0..<size {
             let end = start + Int(idCounts[k])
             if k != me {
-                for id in allIds[start..<end] where owner(id) == me {
+                for j in start..<end where owner(allIds[j]) == me {
                     receiveCounts[k] += Int32(width)
                 }
             }
             start = end
         }
-        let sent = sendCounts.reduce(0) { $0 + Int($1) }
-        let received = receiveCounts.reduce(0) { $0 + Int($1) }
+        let sent = sum(sendCounts)
+        let received = sum(receiveCounts)
         grow(&sendBuffer, to: sent)
         grow(&receiveBuffer, to: received)
         // Each owner's part starts after the parts of lower ranks.
@@ -518,7 +522,8 @@ struct GradientExchange {
         let owner = self.owner, w = width
         sendBuffer.withUnsafeMutableBufferPointer { send in
             cursor.withUnsafeMutableBufferPointer { cursor in
-                for (slot, id) in local.enumerated() where owner(id) != me {
+                for slot in 0..<local.count where owner(local[slot]) != me {
+                    let id = local[slot]
                     (send.baseAddress! + cursor[owner(id)]).update(
                         from: compact.baseAddress! + slot * w, count: w)
                     cursor[owner(id)] += w
@@ -547,13 +552,13 @@ struct GradientExchange {
                 let end = start + Int(counts[k])
                 defer { start = end }
                 if k == me {
-                    for (j, id) in local.enumerated() where owner(id) == me {
-                        addPart(Int(slots[Int(id)]), Part.own, j * w)
+                    for j in 0..<local.count where owner(local[j]) == me {
+                        addPart(Int(slots[Int(local[j])]), Part.own, j * w)
                     }
                     continue
                 }
-                for id in ids[start..<end] where owner(id) == me {
-                    addPart(Int(slots[Int(id)]), Part.received, from)
+                for j in start..<end where owner(ids[j]) == me {
+                    addPart(Int(slots[Int(ids[j])]), Part.received, from)
                     from += w
                 }
             }
@@ -674,9 +679,8 @@ struct GradientExchange {
             for k in 0..<size {
                 let end = start + Int(counts[k])
                 defer { start = end }
-                for (j, id) in ids[start..<end].enumerated()
-                where owner(id) == me {
-                    addPart(Int(slots[Int(id)]), Int32(k), j * w)
+                for j in start..<end where owner(ids[j]) == me {
+                    addPart(Int(slots[Int(ids[j])]), Int32(k), (j - start) * w)
                 }
             }
         }
@@ -880,4 +884,12 @@ func anyNonFinite(_ x: UnsafePointer<Float>, _ n: Int, scale: Float) -> Bool {
 func firstNonFinite(_ x: UnsafePointer<Float>, _ n: Int) -> Int? {
     guard anyNonFinite(x, n, scale: 1) else { return nil }
     return (0..<n).first { !x[$0].isFinite }
+}
+
+/// The sum of `counts`. A loop, not `reduce`: a debug build runs
+/// `reduce`'s generic code, which allocates, and this is called each step.
+private func sum(_ counts: [Int32]) -> Int {
+    var total = 0
+    for k in 0..<counts.count { total += Int(counts[k]) }
+    return total
 }
