@@ -154,6 +154,10 @@ final class MatrixProductTests: XCTestCase {
             (3, 511, 9), (3, 512, 9), (3, 513, 9), (2, 530, 40),
             (127, 48, 31), (129, 112, 30), (65, 129, 127), (1, 1, 600),
             (31, 1, 300), (1, 600, 3), (600, 1, 3),
+            // Enough row tiles for the narrow tiles' packed panels (and
+            // Aᵀ's packed row tiles), with an edge panel, a partial last
+            // row tile and more than one depth and column block.
+            (100, 37, 300), (97, 530, 270),
         ]
         for form in Form.allCases {
             for accumulate in [false, true] {
@@ -223,7 +227,7 @@ final class MatrixProductTests: XCTestCase {
         ]
         for (m, n, k) in [
             (13, 130, 40), (7, 47, 300), (32, 128, 32),
-            (6, 16, 5), (1, 113, 1),
+            (6, 16, 5), (1, 113, 1), (101, 50, 260),
         ] {
             for (form, blocked) in forms {
                 let aCount = m * k, bCount = k * n

@@ -66,7 +66,11 @@ enum BlockedProduct {
         }
         // The Bᵀ copies and the zero-padded right edge need scratch; a
         // product that needs neither never touches it.
-        let needsScratch = form == .transposedB || n % 16 != 0
+        // Narrow tiles on a product of more than a few row tiles read B
+        // from panels packed contiguous (see `packPanels`), and Aᵀ from
+        // packed row tiles.
+        let packed = !wideTiles && m >= 16 * MicroKernel.rows
+        let needsScratch = packed || form == .transposedB || n % 16 != 0
         let scratch = needsScratch ? Scratch.take() : nil
         defer { if let scratch { Scratch.give(back: scratch) } }
 
@@ -88,11 +92,30 @@ enum BlockedProduct {
                 // and the zero-padded 16-wide edge panel.
                 let panel: UnsafePointer<Float>, panelStride: Int
                 let edgePanel: UnsafePointer<Float>, edgeStride: Int
-                if form == .transposedB {
+                if packed {
+                    // Each 16-column panel of the block contiguous, kb × 16
+                    // (the edge zero-padded), so that its rows are 64
+                    // bytes apart: rows a whole B row apart (512 or 2048
+                    // bytes) fall into a few of L1's sets and evict each
+                    // other within one pass over the depth.
+                    if form == .transposedB {
+                        packTransposed(
+                            b + j0 * ldb + p0, ldb: ldb, rows: nb, depth: kb,
+                            into: scratch!, width: 16, groupStride: kb * 16)
+                    } else {
+                        packPanels(
+                            b + p0 * ldb + j0, ldb: ldb, columns: nb,
+                            depth: kb, into: scratch!)
+                    }
+                    panel = UnsafePointer(scratch!)
+                    panelStride = 16
+                    edgePanel = panel + (vectorColumns / 16) * kb * 16
+                    edgeStride = 16
+                } else if form == .transposedB {
                     let width = (nb + 15) & ~15
                     packTransposed(
                         b + j0 * ldb + p0, ldb: ldb, rows: nb, depth: kb,
-                        into: scratch!, width: width)
+                        into: scratch!, width: width, groupStride: 16)
                     panel = UnsafePointer(scratch!)
                     panelStride = width
                     edgePanel = panel + vectorColumns
@@ -114,9 +137,27 @@ enum BlockedProduct {
                 var i0 = 0
                 while i0 < m {
                     let rows = min(MicroKernel.rows, m - i0)
-                    let offsets = MicroKernel.RowOffsets(
+                    var offsets = MicroKernel.RowOffsets(
                         rowStride: rowStride, valid: rows)
-                    let aTile = a + i0 * rowStride + p0 * aStep
+                    var aTile = a + i0 * rowStride + p0 * aStep
+                    var aStep = aStep
+                    if packed && aTransposed {
+                        // The tile's 6 columns of A, kb deep, side by side:
+                        // in place they lie a whole row of A apart, in few
+                        // of L1's sets, and they are read once per panel.
+                        let tile = scratch! + Scratch.tileOffset
+                        for p in 0..<kb {
+                            let src = aTile + p * lda
+                            for r in 0..<MicroKernel.rows {
+                                tile[p * MicroKernel.rows + r] =
+                                    r < rows ? src[r] : 0
+                            }
+                        }
+                        aTile = UnsafePointer(tile)
+                        offsets = MicroKernel.RowOffsets(
+                            rowStride: 1, valid: rows)
+                        aStep = MicroKernel.rows
+                    }
                     let cRow = c + i0 * ldc + j0
                     var j = 0
                     if wideTiles {
@@ -154,7 +195,9 @@ enum BlockedProduct {
                         while j + 16 <= vectorColumns {
                             MicroKernel.tile(
                                 TileRow16.self, k: kb, a: aTile,
-                                offsets: offsets, aStep: aStep, b: panel + j,
+                                offsets: offsets, aStep: aStep,
+                                b: packed
+                                    ? panel + (j / 16) * kb * 16 : panel + j,
                                 ldb: panelStride, c: cRow + j, ldc: ldc,
                                 rows: rows, cols: 16, load: load)
                             j += 16
@@ -182,25 +225,27 @@ enum BlockedProduct {
     /// while each output row gets 16 contiguous floats.
     private static func packTransposed(
         _ b: UnsafePointer<Float>, ldb: Int, rows: Int, depth: Int,
-        into out: UnsafeMutablePointer<Float>, width: Int
+        into out: UnsafeMutablePointer<Float>, width: Int, groupStride: Int
     ) {
         var r0 = 0
         while r0 + 16 <= rows {
             // A full group: 16 loads with a fixed count (unrolled) and one
             // vector store per output row.
+            let group = out + (r0 / 16) * groupStride
             for p in 0..<depth {
                 let src = b + r0 * ldb + p
                 var v = SIMD16<Float>()
                 for r in 0..<16 { v[r] = src[r &* ldb] }
-                UnsafeMutableRawPointer(out + p * width + r0).storeBytes(
+                UnsafeMutableRawPointer(group + p * width).storeBytes(
                     of: v, as: SIMD16<Float>.self)
             }
             r0 += 16
         }
         while r0 < rows {
             let count = min(16, rows - r0)
+            let group = out + (r0 / 16) * groupStride
             for p in 0..<depth {
-                let dst = out + p * width + r0
+                let dst = group + p * width
                 let src = b + r0 * ldb + p
                 for r in 0..<count { dst[r] = src[r * ldb] }
                 if count < 16 {
@@ -208,6 +253,29 @@ enum BlockedProduct {
                 }
             }
             r0 += 16
+        }
+    }
+
+    /// Copies `depth` rows of `columns` columns of B into panels of 16
+    /// columns, each `depth × 16` and contiguous, one after another; the
+    /// last is zero-padded to 16.
+    private static func packPanels(
+        _ b: UnsafePointer<Float>, ldb: Int, columns: Int, depth: Int,
+        into out: UnsafeMutablePointer<Float>
+    ) {
+        var j = 0
+        var panel = out
+        while j < columns {
+            let count = min(16, columns - j)
+            for p in 0..<depth {
+                let dst = panel + p * 16
+                dst.update(from: b + p * ldb + j, count: count)
+                if count < 16 {
+                    (dst + count).update(repeating: 0, count: 16 - count)
+                }
+            }
+            j += 16
+            panel += depth * 16
         }
     }
 
@@ -225,15 +293,18 @@ enum BlockedProduct {
     }
 }
 
-/// The products' scratch buffer: `depthBlock × columnBlock` floats, big
-/// enough for one packed block.
+/// The products' scratch buffer: room for one packed block of B
+/// (`depthBlock × columnBlock` floats) and one packed row tile of A.
 ///
 /// One buffer is kept for reuse, so steady-state products allocate
 /// nothing. It is handed out by an atomic exchange: a caller that finds
 /// it taken (another thread is inside a product) allocates its own and
 /// frees it afterwards, so the products are thread-safe either way.
 enum Scratch {
-    static let count = BlockedProduct.depthBlock * BlockedProduct.columnBlock
+    /// Where a packed row tile of A starts, after a packed block of B.
+    static let tileOffset =
+        BlockedProduct.depthBlock * BlockedProduct.columnBlock
+    static let count = tileOffset + BlockedProduct.depthBlock * MicroKernel.rows
 
     private static let kept = Atomic<UnsafeMutablePointer<Float>?>(nil)
 
