@@ -19,12 +19,51 @@
 public enum VectorActivations {
     public typealias Vector = SIMD16<Float>
 
+    /// The logistic function 1 / (1 + e^−x), lane by lane (see
+    /// `sigmoidPiece`).
+    @inline(__always)
+    public static func sigmoid(_ x: Vector) -> Vector {
+        #if HEADLINE_AVX512
+            sigmoidPiece(x)
+        #else
+            Vector(
+                lowHalf: sigmoidPiece(x.lowHalf),
+                highHalf: sigmoidPiece(x.highHalf))
+        #endif
+    }
+
+    /// The hyperbolic tangent, lane by lane (see `tanhPiece`).
+    @inline(__always)
+    public static func tanh(_ x: Vector) -> Vector {
+        #if HEADLINE_AVX512
+            tanhPiece(x)
+        #else
+            Vector(
+                lowHalf: tanhPiece(x.lowHalf), highHalf: tanhPiece(x.highHalf))
+        #endif
+    }
+
+    // The arithmetic works on pieces of one vector register: 16 lanes
+    // with AVX-512, 8 with AVX2, where 16-lane values, two registers each,
+    // left too few registers and the compiler shuffled lanes between
+    // 128- and 256-bit halves. Each lane's operations, and so its bits,
+    // are the same at either width.
+    #if HEADLINE_AVX512
+        typealias Piece = SIMD16<Float>
+        typealias PieceInt = SIMD16<Int32>
+        typealias PieceBits = SIMD16<UInt32>
+    #else
+        typealias Piece = SIMD8<Float>
+        typealias PieceInt = SIMD8<Int32>
+        typealias PieceBits = SIMD8<UInt32>
+    #endif
+
     /// The logistic function 1 / (1 + e^−x), lane by lane.
     ///
     /// With E = e^−|x| ∈ [0, 1] and D = 1 + E: σ = 1/D for x ≥ 0 and E/D
     /// for x < 0, which never cancels and keeps the tiny values of x ≪ 0.
     @inline(__always)
-    public static func sigmoid(_ x: Vector) -> Vector {
+    static func sigmoidPiece(_ x: Piece) -> Piece {
         // Past |x| = 104, e^−|x| is below half the least subnormal.
         let a = magnitude(x).replacing(with: 104, where: magnitude(x) .> 104)
         let (e, eLow) = exponential(-a)
@@ -32,8 +71,8 @@ public enum VectorActivations {
         let d = 1 + e
         let dLow = (e - (d - 1)) + eLow
         let negative = x .< 0
-        let numerator = Vector(repeating: 1).replacing(with: e, where: negative)
-        let numeratorLow = Vector.zero.replacing(with: eLow, where: negative)
+        let numerator = Piece(repeating: 1).replacing(with: e, where: negative)
+        let numeratorLow = Piece.zero.replacing(with: eLow, where: negative)
         return correctedQuotient(numerator, numeratorLow, d, dLow)
     }
 
@@ -44,11 +83,11 @@ public enum VectorActivations {
     /// (2/(1 + e^{2|x|}) < 0.45). The sign is x's, so tanh(−x) = −tanh(x)
     /// exactly and tanh(−0) = −0.
     @inline(__always)
-    public static func tanh(_ x: Vector) -> Vector {
+    static func tanhPiece(_ x: Piece) -> Piece {
         let a = magnitude(x)
         // Near zero: a + a³·P(a²), P from the fit script.
         let a2 = a * a
-        var p = Vector(repeating: 0x1.1a27fep-9)
+        var p = Piece(repeating: 0x1.1a27fep-9)
         p = horner(p, a2, -0x1.0c5ecep-7)
         p = horner(p, a2, 0x1.63a55p-6)
         p = horner(p, a2, -0x1.b9f188p-5)
@@ -61,7 +100,7 @@ public enum VectorActivations {
         let (g, gLow) = exponential(capped + capped)
         let d = g + 1
         let dLow = ((g - d) + 1) + gLow
-        let t = correctedQuotient(Vector(repeating: 2), .zero, d, dLow)
+        let t = correctedQuotient(Piece(repeating: 2), .zero, d, dLow)
         let far = 1 - t
         let result = far.replacing(with: near, where: a .< 0.625)
         return withSign(of: x, result)
@@ -76,8 +115,8 @@ public enum VectorActivations {
     /// low parts brings the quotient to within its final rounding.
     @inline(__always)
     static func correctedQuotient(
-        _ n: Vector, _ nLow: Vector, _ d: Vector, _ dLow: Vector
-    ) -> Vector {
+        _ n: Piece, _ nLow: Piece, _ d: Piece, _ dLow: Piece
+    ) -> Piece {
         let q = 1 / d
         let v = n * q
         let residual = n.addingProduct(-v, d)
@@ -92,15 +131,15 @@ public enum VectorActivations {
     /// so that results down to the subnormals are scaled exactly before
     /// their one rounding.
     @inline(__always)
-    static func exponential(_ y: Vector) -> (hi: Vector, lo: Vector) {
+    static func exponential(_ y: Piece) -> (hi: Piece, lo: Piece) {
         // n = round(y / ln 2) by the 1.5·2²³ trick: the sum's low bits
         // hold n, as an integer and, after subtracting, as a float.
         let shifter: Float = 0x1.8p23
-        let shifted = Vector(repeating: shifter).addingProduct(
+        let shifted = Piece(repeating: shifter).addingProduct(
             y, 0x1.715476p0)  // log2(e)
-        let n = Vector(repeating: -shifter) + shifted
+        let n = Piece(repeating: -shifter) + shifted
         let nBits =
-            unsafeBitCast(shifted, to: SIMD16<Int32>.self)
+            unsafeBitCast(shifted, to: PieceInt.self)
             &- Int32(bitPattern: shifter.bitPattern)
         // ln 2 = ln2High + ln2Low to about 2⁻⁵³ (ln2High is ln 2 rounded
         // to float). y − n·ln2High is exact in one fused operation: for
@@ -111,7 +150,7 @@ public enum VectorActivations {
         let r = rHigh.addingProduct(-n, ln2Low)
         let rLow = (rHigh - r).addingProduct(-n, ln2Low)
         // Q(r), fitted for e^r ≈ 1 + r + r²·Q(r).
-        var q = Vector(repeating: 0x1.9dfbaap-13)
+        var q = Piece(repeating: 0x1.9dfbaap-13)
         q = horner(q, r, 0x1.6d4cbap-10)
         q = horner(q, r, 0x1.11130ep-7)
         q = horner(q, r, 0x1.5554e8p-5)
@@ -135,28 +174,28 @@ public enum VectorActivations {
 
     /// 2ⁿ for n in −126...127, by building the exponent field.
     @inline(__always)
-    static func power2(_ n: SIMD16<Int32>) -> Vector {
-        unsafeBitCast((n &+ 127) &<< 23, to: Vector.self)
+    static func power2(_ n: PieceInt) -> Piece {
+        unsafeBitCast((n &+ 127) &<< 23, to: Piece.self)
     }
 
     /// `c + acc · t`, one Horner step.
     @inline(__always)
-    static func horner(_ acc: Vector, _ t: Vector, _ c: Float) -> Vector {
-        Vector(repeating: c).addingProduct(acc, t)
+    static func horner(_ acc: Piece, _ t: Piece, _ c: Float) -> Piece {
+        Piece(repeating: c).addingProduct(acc, t)
     }
 
     /// |x|, by clearing the sign bits.
     @inline(__always)
-    static func magnitude(_ x: Vector) -> Vector {
-        let bits = unsafeBitCast(x, to: SIMD16<UInt32>.self)
-        return unsafeBitCast(bits & 0x7fff_ffff, to: Vector.self)
+    static func magnitude(_ x: Piece) -> Piece {
+        let bits = unsafeBitCast(x, to: PieceBits.self)
+        return unsafeBitCast(bits & 0x7fff_ffff, to: Piece.self)
     }
 
     /// |v| with the sign of x.
     @inline(__always)
-    static func withSign(of x: Vector, _ v: Vector) -> Vector {
-        let sign = unsafeBitCast(x, to: SIMD16<UInt32>.self) & 0x8000_0000
-        let bits = unsafeBitCast(v, to: SIMD16<UInt32>.self) & 0x7fff_ffff
-        return unsafeBitCast(bits | sign, to: Vector.self)
+    static func withSign(of x: Piece, _ v: Piece) -> Piece {
+        let sign = unsafeBitCast(x, to: PieceBits.self) & 0x8000_0000
+        let bits = unsafeBitCast(v, to: PieceBits.self) & 0x7fff_ffff
+        return unsafeBitCast(bits | sign, to: Piece.self)
     }
 }
