@@ -242,25 +242,49 @@ public final class Communicator: @unchecked Sendable {
     public func startAllreduce<T: CollectiveScalar>(
         _ buffer: UnsafeMutableBufferPointer<T>, _ op: ReductionOp
     ) throws -> PendingReduction {
+        let pending = PendingReduction()
+        try startAllreduce(buffer, op, into: pending)
+        return pending
+    }
+
+    /// `startAllreduce(_:_:)` into `pending`, which must not be in flight
+    /// (made by `PendingReduction()`, or waited for): one kept from step
+    /// to step lets a training loop start reductions without allocating.
+    public func startAllreduce<T: CollectiveScalar>(
+        _ buffer: UnsafeMutableBufferPointer<T>, _ op: ReductionOp,
+        into pending: PendingReduction
+    ) throws {
+        guard pending.isIdle else {
+            throw CollectiveError(
+                operation: "startAllreduce", code: nil,
+                message: "the pending reduction is still in flight; wait "
+                    + "for it first")
+        }
         let type = try mpiDatatype(T.self, for: "startAllreduce")
         guard let comm = try activeComm("startAllreduce"),
             let base = buffer.baseAddress
-        else { return PendingReduction(requests: []) }
-        var requests: [MPI_Request?] = []
-        for piece in chunks(total: buffer.count, limit: maxChunk) {
+        else { return }
+        func start(_ offset: Int, _ count: Int) throws {
             var request: MPI_Request?
             let code = MPI_Iallreduce(
-                cmpi_in_place(), base + piece.offset, Int32(piece.count),
-                type, op.mpiOp, comm, &request)
+                cmpi_in_place(), base + offset, Int32(count), type,
+                op.mpiOp, comm, &request)
             if code != MPI_SUCCESS {
                 // Pieces already started would go on writing into the
                 // buffer after this throws; finish them first.
-                try? PendingReduction(requests: requests).wait()
+                try? pending.wait()
                 try check(code, "MPI_Iallreduce")
             }
-            requests.append(request)
+            pending.requests.append(request)
         }
-        return PendingReduction(requests: requests)
+        if buffer.count <= maxChunk {
+            // The usual case, without the list of pieces.
+            try start(0, buffer.count)
+            return
+        }
+        for piece in chunks(total: buffer.count, limit: maxChunk) {
+            try start(piece.offset, piece.count)
+        }
     }
 
     // MARK: Broadcasts
@@ -511,11 +535,13 @@ public final class Communicator: @unchecked Sendable {
 /// because MPI would otherwise keep writing into a buffer the caller
 /// believes is free.
 public final class PendingReduction {
-    private var requests: [MPI_Request?]
+    fileprivate var requests: [MPI_Request?] = []
 
-    init(requests: [MPI_Request?]) {
-        self.requests = requests
-    }
+    /// One with nothing in flight, for `startAllreduce(_:_:into:)`.
+    public init() {}
+
+    /// Whether nothing is in flight.
+    public var isIdle: Bool { requests.isEmpty }
 
     /// Blocks until the reduction is complete on this rank; the buffer
     /// then holds the reduced values. Later calls return at once.
@@ -533,7 +559,8 @@ public final class PendingReduction {
             MPI_Waitall(
                 Int32($0.count), $0.baseAddress, cmpi_statuses_ignore())
         }
-        requests = []
+        // Emptied but kept, so that the next start allocates nothing.
+        requests.removeAll(keepingCapacity: true)
         try check(code, "MPI_Waitall")
     }
 

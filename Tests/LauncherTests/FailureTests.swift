@@ -112,18 +112,41 @@ final class FailureTests: XCTestCase {
         let result = try job.run(
             ranks: 2, job.arguments(name, extra: options),
             environment: ["HEADLINE_TEST_FAIL": "1:4:nan"])
-        XCTAssertEqual(result.status, 1, result.transcript)
-        XCTAssertEqual(
-            occurrences(
-                of: "the gradient of 'main_output/bias' became non-finite "
-                    + "(nan) in epoch 1, step 4", in: result.stderr),
-            1, result.transcript)
+        assertStoppedForNaNBias(result)
         XCTAssertEqual(
             job.checkpointFiles(name).last, "ckpt-e0000-s000003.safetensors")
         let resumed = try job.run(
             ranks: 2, job.arguments(name, extra: options + ["--resume"]))
         XCTAssertEqual(resumed.status, 0, resumed.transcript)
         _ = try job.assertSameOutputs(name, as: reference, "after a NaN stop")
+    }
+
+    /// The same NaN between machines, where the dense block's all-reduce
+    /// starts inside the backward pass (overlapping the embedding rows'
+    /// product): the fault lands before it starts, so every rank still
+    /// sees it and stops in that step.
+    func testNonFiniteGradientStopsEveryRankThroughMessages() throws {
+        let job = try RobustnessJob(test: self)
+        let name = "nan-messages"
+        let result = try job.run(
+            ranks: 2, job.arguments(name, extra: []),
+            environment: [
+                "HEADLINE_TEST_FAIL": "1:4:nan", "HEADLINE_SHARED_MEMORY": "0",
+            ])
+        assertStoppedForNaNBias(result)
+    }
+
+    /// The job failed once, with the message of the `nan` fault at step 4.
+    private func assertStoppedForNaNBias(
+        _ result: CLIResult, file: StaticString = #filePath, line: UInt = #line
+    ) {
+        XCTAssertEqual(
+            result.status, 1, result.transcript, file: file, line: line)
+        XCTAssertEqual(
+            occurrences(
+                of: "the gradient of 'main_output/bias' became non-finite "
+                    + "(nan) in epoch 1, step 4", in: result.stderr),
+            1, result.transcript, file: file, line: line)
     }
 
     /// A NaN in one embedding row on rank 1 alone: sharded, only that

@@ -112,6 +112,9 @@ struct GradientExchange {
     private var sharedDecided = false
     /// With `shared`: where each rank's compact gradient rows lie.
     private var rowRegions: [UnsafeMutablePointer<Float>] = []
+    /// The dense block's reduction, when `denseGradientsReady` started it
+    /// (kept, so that starting one allocates nothing).
+    private let pendingDense = PendingReduction()
 
     /// `rowsPerRank`: the most rows one rank's batch holds in a step.
     init(
@@ -213,6 +216,26 @@ struct GradientExchange {
         }
     }
 
+    /// Called by the backward pass as soon as the dense block is final
+    /// (`HeadlineModel.backward`'s `whenDenseReady`), on every rank, with
+    /// the count of sums that `exchange` will reduce: between machines,
+    /// starts the dense block's all-reduce, which then runs while the
+    /// embedding rows are computed, and `exchange` waits for it. Through
+    /// shared memory there is nothing to start: that exchange is one
+    /// barrier once every rank is done. (A collective on the first call,
+    /// which decides between the two.)
+    mutating func denseGradientsReady(_ model: HeadlineModel, sums: Int)
+        throws
+    {
+        guard comm.size > 1 else { return }
+        if sharded, try sharedStep(sums: sums) != nil { return }
+        try model.gradients.withUnsafeMutableBufferPointer { g in
+            try comm.startAllreduce(
+                UnsafeMutableBufferPointer(rebasing: g[denseBlock]), .sum,
+                into: pendingDense)
+        }
+    }
+
     /// Reduces the gradients of the model's last backward pass over all
     /// ranks, and `sums` with them: afterwards `model.gradients` holds the
     /// summed dense block, `withSummedRows` the summed embedding rows
@@ -232,9 +255,13 @@ struct GradientExchange {
             return
         }
         try comm.allreduce(&sums, .sum)
-        try model.gradients.withUnsafeMutableBufferPointer { g in
-            try comm.allreduce(
-                UnsafeMutableBufferPointer(rebasing: g[denseBlock]), .sum)
+        if pendingDense.isIdle {
+            try model.gradients.withUnsafeMutableBufferPointer { g in
+                try comm.allreduce(
+                    UnsafeMutableBufferPointer(rebasing: g[denseBlock]), .sum)
+            }
+        } else {
+            try pendingDense.wait()
         }
         try gatherIds(local)
         if sharded {

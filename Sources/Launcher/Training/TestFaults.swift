@@ -15,7 +15,8 @@ import Network
 /// - `late-error`: throws after the backward pass, while the other ranks
 ///   already wait in the step's reductions: the job must end through
 ///   `MPI_Abort` (see `runCommand`), with no rank left waiting.
-/// - `nan`: makes one gradient of this rank NaN after the backward pass.
+/// - `nan`: makes one dense gradient of this rank NaN in the backward pass,
+///   once the dense block is made (before its reduction may start).
 /// - `row-nan`: makes one value of this rank's first embedding row NaN
 ///   after the backward pass (a row whose sum only its owner forms).
 /// - `row-overflow`: sets the first value of every embedding row of this
@@ -96,15 +97,20 @@ struct TestFaults {
         }
     }
 
-    /// After the backward pass of global step `step`: `nan`, `row-nan`,
-    /// `row-overflow` and `late-error`.
-    func afterBackward(_ step: Int, rank: Int, model: HeadlineModel) throws {
+    /// When the backward pass of global step `step` has made the dense
+    /// gradients, before their reduction may start: `nan`.
+    func afterDenseGradients(_ step: Int, rank: Int, model: HeadlineModel) {
         if has(.nan, rank: rank, step: step) {
             // A dense weight's gradient, which every rank reduces whatever
             // rows of the embedding its batch touched.
             let bias = model.layout["main_output/bias"]
             model.gradients[bias.offset] = .nan
         }
+    }
+
+    /// After the backward pass of global step `step`: `row-nan`,
+    /// `row-overflow` and `late-error`.
+    func afterBackward(_ step: Int, rank: Int, model: HeadlineModel) throws {
         let rows = model.embeddingRowGradients
         if let base = rows.baseAddress {
             // Test code writing where the model left the rows.

@@ -132,9 +132,17 @@ final class Trainer {
             model.forward(batch)
             local.reset()
             local.add(model: model, labels: batch.labels)
-            model.backward(
+            try model.backward(
                 labels: batch.labels, mainWeight: Float(settings.mainWeight),
-                auxWeight: Float(settings.auxWeight), scale: 1 / Float(count))
+                auxWeight: Float(settings.auxWeight), scale: 1 / Float(count)
+            ) {
+                // Between machines the dense block's reduction starts now
+                // and overlaps the embedding rows' product.
+                faults.afterDenseGradients(
+                    globalStep, rank: comm.rank, model: model)
+                try exchange.denseGradientsReady(
+                    model, sums: stepSums.count)
+            }
             try faults.afterBackward(globalStep, rank: comm.rank, model: model)
             // Every rank reaches these collectives, with or without rows.
             local.sums.pack(into: &stepSums)

@@ -433,17 +433,34 @@ public final class HeadlineModel {
         return sums
     }
 
+    /// `backward(labels:mainWeight:auxWeight:scale:whenDenseReady:)`
+    /// with nothing to do when the dense gradients are ready.
+    public func backward(
+        labels: [Float], mainWeight: Float, auxWeight: Float, scale: Float
+    ) {
+        backward(
+            labels: labels, mainWeight: mainWeight, auxWeight: auxWeight,
+            scale: scale, whenDenseReady: {})
+    }
+
     /// Adds to `gradients` the gradient of
     /// `(mainWeight·Σ main BCE + auxWeight·Σ aux BCE) · scale`
     /// over the rows of the last forward pass.
     ///
     /// With `scale` = 1 / (global batch size) and the parts of all ranks
     /// summed, this is the gradient of Keras' batch-mean loss.
+    ///
+    /// `whenDenseReady` is called once, as soon as every gradient but the
+    /// embedding table's is final (before the product that gives the
+    /// embedding rows, about a third of the pass on real batches), so that
+    /// their reduction can start while the rest is computed. It is called
+    /// on a pass without rows too.
     public func backward(
-        labels: [Float], mainWeight: Float, auxWeight: Float, scale: Float
-    ) {
+        labels: [Float], mainWeight: Float, auxWeight: Float, scale: Float,
+        whenDenseReady: () throws -> Void
+    ) rethrows {
         let rows = work.rows
-        if rows == 0 { return }
+        if rows == 0 { return try whenDenseReady() }
         precondition(labels.count >= rows)
         precondition(frozenProjection == nil, "backward on frozen weights")
         for b in 0..<rows {
@@ -461,6 +478,14 @@ public final class HeadlineModel {
                 let w = wBuffer.baseAddress!, g = gBuffer.baseAddress!
                 headsBackward(rows: rows, w: w, g: g)
                 lstmBackward(rows: rows, w: w, g: g)
+            }
+        }
+        // Outside the buffers' closures, so the caller may use them.
+        try whenDenseReady()
+        parameters.withUnsafeBufferPointer { wBuffer in
+            gradients.withUnsafeMutableBufferPointer { gBuffer in
+                embeddingBackward(
+                    w: wBuffer.baseAddress!, g: gBuffer.baseAddress!)
             }
         }
     }
@@ -584,11 +609,21 @@ public final class HeadlineModel {
                 Lanes.accumulate(g4, d, into: work.projectionGrad + slot * g4)
             }
         }
-        // kernel: dK[E, 4U] += xu^T · dproj; d xu [n_u, E] = dproj · K^T
+        // kernel: dK[E, 4U] += xu^T · dproj, the last dense gradient
         let n = work.distinct
         MatrixProducts.multiplyTransposedA(
             m: e, n: g4, k: n, work.xu, lda: e, work.projectionGrad, ldb: g4,
             g + offsets.lstmKernel, ldc: g4, accumulate: true)
+    }
+
+    /// The embedding rows' gradient, d xu [n_u, E] = dproj · Kᵀ, from the
+    /// `projectionGrad` that `lstmBackward` left; into the table too when
+    /// `scattersEmbeddingGradient`.
+    private func embeddingBackward(
+        w: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>
+    ) {
+        let e = config.embeddingWidth, g4 = 4 * config.lstmUnits
+        let n = work.distinct
         var xuGrad = work.xuGrad
         if let output = embeddingGradientOutput, n * e <= output.count {
             xuGrad = output.baseAddress!
