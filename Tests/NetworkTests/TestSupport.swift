@@ -191,15 +191,23 @@ struct RandomBatch {
     var aux: [Double] = []
     var labels: [Double] = []
 
+    /// `leadingZeros[b]`, when given, makes row b front-padded: that many
+    /// 0 ids, then ids from 1..<V.
     init(
         _ config: ModelConfig, rows: Int, rng: inout SeededGenerator,
+        leadingZeros: [Int]? = nil,
         label: (inout SeededGenerator) -> Float
     ) {
         let t = config.sequenceLength, a = config.auxFeatures
         batch = Batch(capacity: rows, sequenceLength: t, auxFeatures: a)
-        for _ in 0..<rows {
-            let rowIds = (0..<t).map { _ in
-                Int32(rng.next() % UInt64(config.vocabularySize))
+        for b in 0..<rows {
+            let rowIds = (0..<t).map { s -> Int32 in
+                guard let lead = leadingZeros?[b] else {
+                    return Int32(rng.next() % UInt64(config.vocabularySize))
+                }
+                return s < lead
+                    ? 0
+                    : Int32(1 + rng.next() % UInt64(config.vocabularySize - 1))
             }
             let rowAux = (0..<a).map { _ in Float(rng.nextUnit() * 2 - 1) }
             let y = label(&rng)

@@ -203,12 +203,12 @@ public final class HeadlineModel {
                             width: 4 * config.lstmUnits,
                             into: work.projection)
                     }
-                    sortRowsByLeadingZeros(ids: ids, rows: rows)
                 } else {
                     gatherDistinctRows(
                         ids: ids, rows: rows, source: w + offsets.embedding,
                         width: config.embeddingWidth, into: work.xu)
                 }
+                sortRowsByLeadingZeros(ids: ids, rows: rows)
             }
             lstmForward(rows: rows, w: w)
             batch.aux.withUnsafeBufferPointer { aux in
@@ -258,34 +258,65 @@ public final class HeadlineModel {
         work.distinct = distinct
     }
 
-    /// For inference: orders the rows by their count of leading 0 ids
-    /// (front padding), fewest first, so that at step s the rows still in
-    /// their padding are the last ones of the order. Their states are all
-    /// equal (the same inputs from the same zero state), so the recurrence
-    /// computes one of them and copies it to the rest: with short,
-    /// front-padded headlines most of the T steps of most rows are skipped,
-    /// and every value is the one the full computation gives.
+    /// Orders the rows by their count of leading 0 ids (front padding),
+    /// fewest first, so that at step s the rows still in their padding are
+    /// the last ones of the order. Their states are all equal (the same
+    /// inputs from the same zero state), so the forward recurrence computes
+    /// one of them and copies it to the rest, and the backward pass reads
+    /// that one's gates: with short, front-padded headlines most of the T
+    /// steps of most rows are skipped, and every value is the one the full
+    /// computation gives.
+    ///
     /// Leaves the order in `work.rowOrder` and `work.active[s]`, the rows
-    /// out of their padding at step s; `positionSlot` is permuted to match.
+    /// out of their padding at step s; `positionSlot` is permuted to
+    /// match. A counting sort (stable) into the workspace: the training
+    /// step allocates nothing.
     private func sortRowsByLeadingZeros(
         ids: UnsafeBufferPointer<Int32>, rows: Int
     ) {
         let t = config.sequenceLength
-        var lead = [Int](repeating: t, count: rows)
+        let lead = work.lead, count = work.leadCount
+        for k in 0...t { count[k] = 0 }
         for b in 0..<rows {
-            if let first = (0..<t).first(where: { ids[b * t + $0] != 0 }) {
-                lead[b] = first
+            var first = t
+            for s in 0..<t where ids[b * t + s] != 0 {
+                first = s
+                break
             }
+            lead[b] = Int32(first)
+            count[first] += 1
         }
-        let order = (0..<rows).sorted { (lead[$0], $0) < (lead[$1], $1) }
-        work.rowOrder = order
-        work.active = (0..<t).map { s in lead.filter { $0 <= s }.count }
-        let slots = work.positionSlot
+        var running: Int32 = 0
+        for s in 0..<t {
+            running += count[s]
+            work.active[s] = running
+        }
+        // Each lead's first place in the order, then the rows into place.
+        var place: Int32 = 0
+        for k in 0...t {
+            let n = count[k]
+            count[k] = place
+            place += n
+        }
+        for b in 0..<rows {
+            let k = Int(lead[b])
+            work.rowOrder[Int(count[k])] = Int32(b)
+            count[k] += 1
+        }
+        let slots = work.positionSlot, scratch = work.slotScratch
         for s in 0..<t {
             let row = slots + s * rows
-            let original = Array(UnsafeBufferPointer(start: row, count: rows))
-            for (b, from) in order.enumerated() { row[b] = original[from] }
+            scratch.update(from: row, count: rows)
+            for b in 0..<rows { row[b] = scratch[Int(work.rowOrder[b])] }
         }
+    }
+
+    /// The rows the recurrence computes at step `s` of a batch of `rows`:
+    /// those out of their padding and one still in it, whose state the
+    /// others share (see `sortRowsByLeadingZeros`).
+    @inline(__always)
+    private func computedRows(_ s: Int, _ rows: Int) -> Int {
+        min(rows, Int(work.active[s]) + 1)
     }
 
     private func lstmForward(rows: Int, w: UnsafePointer<Float>) {
@@ -304,7 +335,6 @@ public final class HeadlineModel {
         let hiddenStride = rows * u
         (work.hidden).update(repeating: 0, count: hiddenStride)
         (work.cell).update(repeating: 0, count: hiddenStride)
-        let frozen = frozenProjection != nil
         for s in 0..<t {
             let gates = work.gates + s * rows * g4
             let hPrev = work.hidden + s * hiddenStride
@@ -312,9 +342,8 @@ public final class HeadlineModel {
             let hNext = hPrev + hiddenStride
             let cNext = cPrev + hiddenStride
             let tanhC = work.tanhCell + s * hiddenStride
-            // Frozen: the rows out of their padding, and one still in it
-            // (see sortRowsByLeadingZeros); otherwise all rows.
-            let computed = frozen ? min(rows, work.active[s] + 1) : rows
+            // The rows out of their padding, and one still in it.
+            let computed = computedRows(s, rows)
             // z[rows, 4U] = proj[slot] + bias, then += h_{t-1} · recurrent
             for b in 0..<computed {
                 let slot = Int(work.positionSlot[s * rows + b])
@@ -358,14 +387,13 @@ public final class HeadlineModel {
                     from: cNext + (computed - 1) * u, count: u)
             }
         }
-        if frozen {
-            // Back to the batch's row order for the heads.
-            let last = work.hidden + t * hiddenStride
-            let sorted = work.gradA
-            sorted.update(from: last, count: hiddenStride)
-            for (b, original) in work.rowOrder.enumerated() {
-                (last + original * u).update(from: sorted + b * u, count: u)
-            }
+        // Back to the batch's row order for the heads.
+        let last = work.hidden + t * hiddenStride
+        let sorted = work.gradA
+        sorted.update(from: last, count: hiddenStride)
+        for b in 0..<rows {
+            (last + Int(work.rowOrder[b]) * u).update(
+                from: sorted + b * u, count: u)
         }
     }
 
@@ -556,6 +584,13 @@ public final class HeadlineModel {
         let dRecurrent = g + offsets.lstmRecurrent
         let dBias = g + offsets.lstmBias
         let dh = work.hiddenGrad, dc = work.cellGrad, dz = work.gateGrad
+        // dh_T from the heads, in the batch's order, into the recurrence's.
+        let unsorted = work.gradA
+        unsorted.update(from: dh, count: hiddenStride)
+        for b in 0..<rows {
+            (dh + b * u).update(
+                from: unsorted + Int(work.rowOrder[b]) * u, count: u)
+        }
         dc.update(repeating: 0, count: hiddenStride)
         work.projectionGrad.update(repeating: 0, count: work.distinct * g4)
         // Rᵀ [4U, U], once for all steps: dh_{t-1} = dz · Rᵀ is then a
@@ -572,16 +607,20 @@ public final class HeadlineModel {
             let tanhC = work.tanhCell + s * hiddenStride
             // The gates' gradient dz [rows, 4U] from dh and dc [rows, U],
             // 16 units at a time; z holds the activated [i | f | g | o].
+            // A row still in its padding reads the gates and tanh(c) of the
+            // one row the forward pass computed for all of them.
+            let computed = computedRows(s, rows)
             for b in 0..<rows {
-                let z = gates + b * g4, d = dz + b * g4
-                let k0 = b * u
+                let state = min(b, computed - 1)
+                let z = gates + state * g4, d = dz + b * g4
+                let k0 = b * u, kState = state * u
                 Lanes.forEach(u) { j, lanes in
                     let k = k0 + j
                     let i = Lanes.load(z + j, lanes)
                     let f = Lanes.load(z + u + j, lanes)
                     let gg = Lanes.load(z + 2 * u + j, lanes)
                     let o = Lanes.load(z + 3 * u + j, lanes)
-                    let tc = Lanes.load(tanhC + k, lanes)
+                    let tc = Lanes.load(tanhC + kState + j, lanes)
                     let dhk = Lanes.load(dh + k, lanes)
                     let dck =
                         Lanes.load(dc + k, lanes)
@@ -688,18 +727,19 @@ private final class Workspace {
     let capacity: Int
     var rows = 0
     var distinct = 0
-    /// Inference only: the row order of the recurrence and, per step, the
-    /// rows out of their front padding (see sortRowsByLeadingZeros).
-    var rowOrder: [Int] = []
-    var active: [Int] = []
     private let floats: UnsafeMutablePointer<Float>
     private let ints: UnsafeMutablePointer<Int32>
     private let floatCount: Int
     private let intCount: Int
 
     // Ints: the id → slot map [V] (−1 when unused), distinct ids [n_u] and
-    // each position's slot [T, rows].
+    // each position's slot [T, rows]; for the order of the recurrence (see
+    // sortRowsByLeadingZeros) the rows in that order [rows], the rows out
+    // of their padding at each step [T], each row's leading zeros [rows],
+    // a count per number of them [T + 1] and a row of slots [rows].
     let slotOfId, distinctIds, positionSlot: UnsafeMutablePointer<Int32>
+    let rowOrder, active, lead, leadCount: UnsafeMutablePointer<Int32>
+    let slotScratch: UnsafeMutablePointer<Int32>
     // Floats, shapes for the current `rows` and n_u.
     let xu: UnsafeMutablePointer<Float>  // [n_u, E]
     let projection: UnsafeMutablePointer<Float>  // [n_u, 4U]
@@ -727,7 +767,9 @@ private final class Workspace {
         let maxDistinct = min(positions, v)
         let wide = max(u + a, h)
 
-        var intSizes = [v, maxDistinct, positions]
+        var intSizes = [
+            v, maxDistinct, positions, capacity, t, capacity, t + 1, capacity,
+        ]
         intCount = intSizes.reduce(0, +)
         ints = .allocate(capacity: max(intCount, 1))
         ints.initialize(repeating: 0, count: max(intCount, 1))
@@ -739,6 +781,11 @@ private final class Workspace {
         slotOfId = takeInt(intSizes.removeFirst())
         distinctIds = takeInt(intSizes.removeFirst())
         positionSlot = takeInt(intSizes.removeFirst())
+        rowOrder = takeInt(intSizes.removeFirst())
+        active = takeInt(intSizes.removeFirst())
+        lead = takeInt(intSizes.removeFirst())
+        leadCount = takeInt(intSizes.removeFirst())
+        slotScratch = takeInt(intSizes.removeFirst())
         slotOfId.update(repeating: -1, count: v)
 
         let sizes = [
