@@ -149,17 +149,24 @@ final class FailureTests: XCTestCase {
             1, result.transcript, file: file, line: line)
     }
 
+    /// The exchanges the row tests run through: sharded through shared
+    /// memory and through messages, and the dense all-reduce of the table.
+    private let rowExchanges: [(shared: String, options: [String])] = [
+        ("1", []), ("0", []), ("1", ["--gradient-exchange", "dense"]),
+    ]
+
     /// A NaN in one embedding row on rank 1 alone: sharded, only that
     /// row's owner sums it, and only rank 1 holds the bad part, yet every
     /// rank stops in that step with one message, through shared memory
-    /// and through messages alike.
+    /// and through messages alike, and with the dense exchange.
     func testNonFiniteEmbeddingRowStopsEveryRank() throws {
         let job = try RobustnessJob(test: self)
-        for shared in ["1", "0"] {
-            let name = "row-nan-\(shared)"
+        for (shared, options) in rowExchanges {
+            let name = "row-nan-\(shared)-\(options.count)"
             let result = try job.run(
                 ranks: 2,
-                job.arguments(name, extra: ["--checkpoint-every", "1"]),
+                job.arguments(
+                    name, extra: ["--checkpoint-every", "1"] + options),
                 environment: [
                     "HEADLINE_TEST_FAIL": "1:4:row-nan",
                     "HEADLINE_SHARED_MEMORY": shared,
@@ -184,10 +191,10 @@ final class FailureTests: XCTestCase {
     /// and the run goes on.
     func testRowSumThatOverflowsStopsEveryRank() throws {
         let job = try RobustnessJob(test: self)
-        for shared in ["1", "0"] {
-            let name = "overflow-\(shared)"
+        for (shared, options) in rowExchanges {
+            let name = "overflow-\(shared)-\(options.count)"
             let result = try job.run(
-                ranks: 2, job.arguments(name),
+                ranks: 2, job.arguments(name, extra: options),
                 environment: [
                     "HEADLINE_TEST_FAIL": "0:4:row-overflow,1:4:row-overflow",
                     "HEADLINE_SHARED_MEMORY": shared,
@@ -200,7 +207,7 @@ final class FailureTests: XCTestCase {
                     in: result.stderr),
                 1, result.transcript)
             let alone = try job.run(
-                ranks: 2, job.arguments(name + "-alone"),
+                ranks: 2, job.arguments(name + "-alone", extra: options),
                 environment: [
                     "HEADLINE_TEST_FAIL": "1:4:row-overflow",
                     "HEADLINE_SHARED_MEMORY": shared,

@@ -113,15 +113,27 @@ struct TestFaults {
     func afterBackward(_ step: Int, rank: Int, model: HeadlineModel) throws {
         let rows = model.embeddingRowGradients
         if let base = rows.baseAddress {
-            // Test code writing where the model left the rows.
+            // Test code writing where the model left the rows and, when the
+            // backward pass also added them into the table (the dense
+            // exchange reduces the table), there too, as a real non-finite
+            // value would be in both.
             let values = UnsafeMutablePointer(mutating: base)
             let width = model.config.embeddingWidth
+            let ids = model.touchedEmbeddingRows
+            let table = model.layout["embedding/embeddings"].offset
+            func set(row: Int, column: Int, to value: Float) {
+                values[row * width + column] = value
+                if model.scattersEmbeddingGradient {
+                    model.gradients[
+                        table + Int(ids[row]) * width + column] = value
+                }
+            }
             if has(.rowNaN, rank: rank, step: step) {
-                values[width / 2] = .nan
+                set(row: 0, column: width / 2, to: .nan)
             }
             if has(.rowOverflow, rank: rank, step: step) {
                 for row in 0..<(rows.count / width) {
-                    values[row * width] = .greatestFiniteMagnitude
+                    set(row: row, column: 0, to: .greatestFiniteMagnitude)
                 }
             }
         }
