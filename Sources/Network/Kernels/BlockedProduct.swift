@@ -146,11 +146,29 @@ enum BlockedProduct {
                         // in place they lie a whole row of A apart, in few
                         // of L1's sets, and they are read once per panel.
                         let tile = scratch! + Scratch.tileOffset
-                        for p in 0..<kb {
-                            let src = aTile + p * lda
-                            for r in 0..<MicroKernel.rows {
-                                tile[p * MicroKernel.rows + r] =
-                                    r < rows ? src[r] : 0
+                        if rows == 6 {
+                            // A full tile: six floats a step, without the
+                            // per-element test (which kept this scalar).
+                            for p in 0..<kb {
+                                let src = UnsafeRawPointer(aTile + p * lda)
+                                let dst = UnsafeMutableRawPointer(tile + p * 6)
+                                dst.storeBytes(
+                                    of: src.loadUnaligned(
+                                        as: SIMD4<Float>.self),
+                                    as: SIMD4<Float>.self)
+                                dst.storeBytes(
+                                    of: src.loadUnaligned(
+                                        fromByteOffset: 16,
+                                        as: SIMD2<Float>.self),
+                                    toByteOffset: 16, as: SIMD2<Float>.self)
+                            }
+                        } else {
+                            for p in 0..<kb {
+                                let src = aTile + p * lda
+                                for r in 0..<MicroKernel.rows {
+                                    tile[p * MicroKernel.rows + r] =
+                                        r < rows ? src[r] : 0
+                                }
                             }
                         }
                         aTile = UnsafePointer(tile)
