@@ -218,12 +218,13 @@ struct GradientExchange {
 
     /// Called by the backward pass as soon as the dense block is final
     /// (`HeadlineModel.backward`'s `whenDenseReady`), on every rank, with
-    /// the count of sums that `exchange` will reduce: between machines,
-    /// starts the dense block's all-reduce, which then runs while the
-    /// embedding rows are computed, and `exchange` waits for it. Through
-    /// shared memory there is nothing to start: that exchange is one
-    /// barrier once every rank is done. (A collective on the first call,
-    /// which decides between the two.)
+    /// the count of sums that `exchange` will reduce: where the exchange
+    /// goes through messages (between machines, with the dense exchange,
+    /// or with shared memory turned off), starts the dense block's
+    /// all-reduce, which then runs while the embedding rows are computed,
+    /// and `exchange` waits for it. Through shared memory there is nothing
+    /// to start: that exchange is one barrier once every rank is done. (A
+    /// collective on the first call, which decides between the two.)
     mutating func denseGradientsReady(_ model: HeadlineModel, sums: Int)
         throws
     {

@@ -136,7 +136,7 @@ final class Trainer {
                 labels: batch.labels, mainWeight: Float(settings.mainWeight),
                 auxWeight: Float(settings.auxWeight), scale: 1 / Float(count)
             ) {
-                // Between machines the dense block's reduction starts now
+                // Through messages the dense block's reduction starts now
                 // and overlaps the embedding rows' product.
                 faults.afterDenseGradients(
                     globalStep, rank: comm.rank, model: model)

@@ -146,12 +146,14 @@ enum BlockedProduct {
                         // in place they lie a whole row of A apart, in few
                         // of L1's sets, and they are read once per panel.
                         let tile = scratch! + Scratch.tileOffset
-                        if rows == 6 {
-                            // A full tile: six floats a step, without the
-                            // per-element test (which kept this scalar).
+                        if rows == 6 && MicroKernel.rows == 6 {
+                            // A full tile: six floats a step (four and
+                            // two), without the per-element test, which
+                            // kept the loop below scalar.
                             for p in 0..<kb {
                                 let src = UnsafeRawPointer(aTile + p * lda)
-                                let dst = UnsafeMutableRawPointer(tile + p * 6)
+                                let dst = UnsafeMutableRawPointer(
+                                    tile + p * MicroKernel.rows)
                                 dst.storeBytes(
                                     of: src.loadUnaligned(
                                         as: SIMD4<Float>.self),

@@ -264,8 +264,9 @@ public final class HeadlineModel {
     /// inputs from the same zero state), so the forward recurrence computes
     /// one of them and copies it to the rest, and the backward pass reads
     /// that one's gates: with short, front-padded headlines most of the T
-    /// steps of most rows are skipped, and every value is the one the full
-    /// computation gives.
+    /// steps of most rows are skipped, and every forward value is the one
+    /// the full computation gives (the backward pass's sums over rows are
+    /// added in this order, so their rounding may differ).
     ///
     /// Leaves the order in `work.rowOrder` and `work.active[s]`, the rows
     /// out of their padding at step s; `positionSlot` is permuted to
@@ -388,12 +389,26 @@ public final class HeadlineModel {
             }
         }
         // Back to the batch's row order for the heads.
-        let last = work.hidden + t * hiddenStride
-        let sorted = work.gradA
-        sorted.update(from: last, count: hiddenStride)
+        reorderRows(
+            work.hidden + t * hiddenStride, rows: rows, width: u,
+            toBatchOrder: true)
+    }
+
+    /// Moves `rows` rows of `width` floats at `base` between the batch's
+    /// order and the recurrence's (`work.rowOrder`), through `work.gradA`.
+    private func reorderRows(
+        _ base: UnsafeMutablePointer<Float>, rows: Int, width: Int,
+        toBatchOrder: Bool
+    ) {
+        let copy = work.gradA
+        copy.update(from: base, count: rows * width)
         for b in 0..<rows {
-            (last + Int(work.rowOrder[b]) * u).update(
-                from: sorted + b * u, count: u)
+            let original = Int(work.rowOrder[b]) * width
+            if toBatchOrder {
+                (base + original).update(from: copy + b * width, count: width)
+            } else {
+                (base + b * width).update(from: copy + original, count: width)
+            }
         }
     }
 
@@ -585,12 +600,7 @@ public final class HeadlineModel {
         let dBias = g + offsets.lstmBias
         let dh = work.hiddenGrad, dc = work.cellGrad, dz = work.gateGrad
         // dh_T from the heads, in the batch's order, into the recurrence's.
-        let unsorted = work.gradA
-        unsorted.update(from: dh, count: hiddenStride)
-        for b in 0..<rows {
-            (dh + b * u).update(
-                from: unsorted + Int(work.rowOrder[b]) * u, count: u)
-        }
+        reorderRows(dh, rows: rows, width: u, toBatchOrder: false)
         dc.update(repeating: 0, count: hiddenStride)
         work.projectionGrad.update(repeating: 0, count: work.distinct * g4)
         // Rᵀ [4U, U], once for all steps: dh_{t-1} = dz · Rᵀ is then a
