@@ -236,3 +236,94 @@ if options.sweepStride > 0 {
     }
     print("sweep tanh max", String(format: "%.3f", t.ulps), "ulp at", t.at)
 }
+
+// MARK: Optimizer
+
+/// Nanoseconds per updated weight of RMSprop's sparse step on the
+/// embedding's shape: `rows` distinct rows of a [10000, 512] table a step,
+/// a different random set each step (so the untouched rows' pending decay
+/// is as on uniform ids), with the model's 80 k dense weights beside it.
+func rmspropSparse(_ options: Options, rows: Int) -> Double {
+    let tableRows = 10000, width = 512, dense = 80_000
+    let count = dense + tableRows * width
+    var parameters = [Float](repeating: 0.01, count: count)
+    let gradients = [Float](repeating: 0.001, count: count)
+    var optimizer = RMSprop(count: count)
+    let rowGradients = randomBuffer(rows * width, seed: 11)
+    defer { rowGradients.deallocate() }
+    var generator = SystemRandomNumberGenerator()
+    let sets: [[Int32]] = (0..<16).map { _ in
+        Array((0..<Int32(tableRows)).shuffled(using: &generator)[..<rows])
+            .sorted()
+    }
+    var next = 0
+    let seconds = bestSeconds(options) {
+        sets[next].withUnsafeBufferPointer { ids in
+            optimizer.applySparse(
+                to: &parameters, gradients: gradients, blockOffset: dense,
+                rowWidth: width, rowCount: tableRows, rows: ids,
+                rowGradients: rowGradients)
+        }
+        next = (next + 1) % sets.count
+    }
+    return seconds * 1e9 / Double(rows * width)
+}
+
+print("# optimizer  ns per updated embedding weight")
+print(
+    "optimizer rmsprop_sparse_2700",
+    String(
+        format: "%.3f", rmspropSparse(options, rows: 2700)))
+
+// MARK: Products on table rows
+
+/// The input projection and the kernel gradient of `nu` random distinct
+/// rows of a [10000, 512] table: gathered first, and read in place.
+func tableRowProducts(_ options: Options, nu: Int) {
+    let tableRows = 10000, e = 512, g4 = 128
+    let table = randomBuffer(tableRows * e, seed: 21)
+    let gathered = randomBuffer(nu * e, seed: 22)
+    let kernel = randomBuffer(e * g4, seed: 23)
+    let projection = randomBuffer(nu * g4, seed: 24)
+    let dK = randomBuffer(e * g4, seed: 25)
+    defer {
+        for p in [table, gathered, kernel, projection, dK] { p.deallocate() }
+    }
+    var generator = SystemRandomNumberGenerator()
+    let sets: [[Int32]] = (0..<16).map { _ in
+        Array((0..<Int32(tableRows)).shuffled(using: &generator)[..<nu])
+    }
+    var next = 0
+    func gather(_ ids: [Int32]) {
+        for (slot, id) in ids.enumerated() {
+            (gathered + slot * e).update(from: table + Int(id) * e, count: e)
+        }
+    }
+    let gatheredSeconds = bestSeconds(options) {
+        let ids = sets[next]
+        next = (next + 1) % sets.count
+        gather(ids)
+        MatrixProducts.multiply(
+            m: nu, n: g4, k: e, gathered, lda: e, kernel, ldb: g4,
+            projection, ldc: g4)
+        MatrixProducts.multiplyTransposedA(
+            m: e, n: g4, k: nu, gathered, lda: e, projection, ldb: g4, dK,
+            ldc: g4)
+    }
+    let inPlaceSeconds = bestSeconds(options) {
+        sets[next].withUnsafeBufferPointer { ids in
+            MatrixProducts.multiply(
+                m: nu, n: g4, k: e, rows: ids.baseAddress!, of: table,
+                ldt: e, kernel, ldb: g4, projection, ldc: g4)
+            MatrixProducts.multiplyTransposedA(
+                m: e, n: g4, k: nu, rows: ids.baseAddress!, of: table,
+                ldt: e, projection, ldb: g4, dK, ldc: g4)
+        }
+        next = (next + 1) % sets.count
+    }
+    print(
+        "rows proj+dK_nu\(nu) gathered",
+        String(format: "%.1f", gatheredSeconds * 1e6), "in-place",
+        String(format: "%.1f", inPlaceSeconds * 1e6), "microseconds")
+}
+tableRowProducts(options, nu: 2700)

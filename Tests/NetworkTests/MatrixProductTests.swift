@@ -281,3 +281,107 @@ final class MatrixProductTests: XCTestCase {
         }
     }
 }
+
+/// The products that read A's rows from a table by index, against the
+/// products on the same rows gathered first: the same bits, for both
+/// tilings, on shapes around the tile height, the depth block and the
+/// packing threshold (16 tiles), with rows out of order and NaN between
+/// the table's columns and its leading dimension (a kernel that reads
+/// there gets NaN into C).
+final class TableRowProductTests: XCTestCase {
+    func testTableRowsMatchGatheredRows() {
+        var g = MatrixProductTests.Generator(state: 8)
+        let tableRows = 300
+        for (m, n, k) in [
+            (1, 16, 7), (5, 20, 33), (6, 128, 64), (13, 130, 300),
+            (97, 48, 257), (200, 128, 40),
+        ] {
+            for transposed in [false, true] {
+                // Plain: A[m, k], row i is table row ids[i] (width k).
+                // Transposed: A[k, m], row p is table row ids[p] (width m).
+                let picked = transposed ? k : m
+                let width = transposed ? m : k
+                let ldt = width + 3
+                var table = [Float](repeating: .nan, count: tableRows * ldt)
+                for r in 0..<tableRows {
+                    for j in 0..<width { table[r * ldt + j] = g.float() }
+                }
+                let ids = (0..<picked).map { _ in
+                    Int32(g.int(0...(tableRows - 1)))
+                }
+                var gathered = [Float](repeating: 0, count: picked * width)
+                for (slot, id) in ids.enumerated() {
+                    for j in 0..<width {
+                        gathered[slot * width + j] = table[Int(id) * ldt + j]
+                    }
+                }
+                let b = (0..<(k * n)).map { _ in g.float() }
+                let start = (0..<(m * n)).map { _ in g.float() }
+                for wide in [false, true] {
+                    for accumulate in [false, true] {
+                        var expected = start, got = start
+                        let form: BlockedProduct.Form =
+                            transposed ? .transposedA : .plain
+                        BlockedProduct.run(
+                            form, m: m, n: n, k: k, gathered, lda: width, b,
+                            ldb: n, &expected, ldc: n, accumulate: accumulate,
+                            wideTiles: wide)
+                        ids.withUnsafeBufferPointer { rows in
+                            BlockedProduct.run(
+                                form, m: m, n: n, k: k, table, lda: ldt,
+                                aRows: rows.baseAddress!, b, ldb: n, &got,
+                                ldc: n, accumulate: accumulate,
+                                wideTiles: wide)
+                        }
+                        let label =
+                            "transposed=\(transposed) m=\(m) n=\(n) k=\(k) "
+                            + "wide=\(wide) accumulate=\(accumulate)"
+                        if let i = (0..<(m * n)).first(where: {
+                            got[$0].bitPattern != expected[$0].bitPattern
+                        }) {
+                            XCTFail(
+                                "\(label): C[\(i)] = \(got[i]), gathered "
+                                    + "\(expected[i])")
+                            return
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The public entry points pass the rows through.
+    func testPublicEntryPoints() {
+        var g = MatrixProductTests.Generator(state: 9)
+        let (tableRows, e, n, nu) = (40, 24, 32, 11)
+        let table = (0..<(tableRows * e)).map { _ in g.float() }
+        let ids: [Int32] = (0..<nu).map { _ in
+            Int32(g.int(0...(tableRows - 1)))
+        }
+        var gathered: [Float] = []
+        for id in ids { gathered += table[(Int(id) * e)..<(Int(id) * e + e)] }
+        let b = (0..<(e * n)).map { _ in g.float() }
+        let dy = (0..<(nu * n)).map { _ in g.float() }
+        var expected = [Float](repeating: 0, count: nu * n)
+        var got = expected
+        MatrixProducts.multiply(
+            m: nu, n: n, k: e, gathered, lda: e, b, ldb: n, &expected, ldc: n)
+        ids.withUnsafeBufferPointer { rows in
+            MatrixProducts.multiply(
+                m: nu, n: n, k: e, rows: rows.baseAddress!, of: table, ldt: e,
+                b, ldb: n, &got, ldc: n)
+        }
+        XCTAssertTrue(got == expected, "multiply(rows:) differs")
+        var expectedT = [Float](repeating: 0, count: e * n)
+        var gotT = expectedT
+        MatrixProducts.multiplyTransposedA(
+            m: e, n: n, k: nu, gathered, lda: e, dy, ldb: n, &expectedT, ldc: n)
+        ids.withUnsafeBufferPointer { rows in
+            MatrixProducts.multiplyTransposedA(
+                m: e, n: n, k: nu, rows: rows.baseAddress!, of: table, ldt: e,
+                dy, ldb: n, &gotT, ldc: n)
+        }
+        XCTAssertTrue(
+            gotT == expectedT, "multiplyTransposedA(rows:) differs")
+    }
+}

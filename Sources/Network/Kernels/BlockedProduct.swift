@@ -46,17 +46,25 @@ enum BlockedProduct {
         static let wideTiles = false
     #endif
 
+    /// With `aRows`, A's rows are picked from the table at `a` (rows `lda`
+    /// apart): row i of A is table row `aRows[i]` in the plain form, and
+    /// row p (of k) is `aRows[p]` in the transposed one; the transposed
+    /// form then always packs its A tiles.
+    ///
     /// `wideTiles` is a parameter only so that the tests can run both
     /// tilings on any machine; the products always pass the default.
     @inline(__always)
     static func run(
         _ form: Form, m: Int, n: Int, k: Int,
-        _ a: UnsafePointer<Float>, lda: Int,
+        _ a: UnsafePointer<Float>, lda: Int, aRows: UnsafePointer<Int32>? = nil,
         _ b: UnsafePointer<Float>, ldb: Int,
         _ c: UnsafeMutablePointer<Float>, ldc: Int,
         accumulate: Bool, wideTiles: Bool = BlockedProduct.wideTiles
     ) {
         precondition(m >= 0 && n >= 0 && k >= 0, "negative matrix size")
+        precondition(
+            aRows == nil || form != .transposedB,
+            "A · Bᵀ takes A in place only")
         if m == 0 || n == 0 { return }
         if k == 0 {
             if !accumulate {
@@ -70,12 +78,15 @@ enum BlockedProduct {
         // from panels packed contiguous (see `packPanels`), and Aᵀ from
         // packed row tiles.
         let packed = !wideTiles && m >= 16 * MicroKernel.rows
-        let needsScratch = packed || form == .transposedB || n % 16 != 0
+        let aTransposed = form == .transposedA
+        let packsA = aTransposed && (packed || aRows != nil)
+        let needsScratch =
+            packed || packsA || form == .transposedB || n % 16 != 0
         let scratch = needsScratch ? Scratch.take() : nil
         defer { if let scratch { Scratch.give(back: scratch) } }
 
-        let aTransposed = form == .transposedA
-        // Â element (i, p) is at a + i · rowStride + p · aStep.
+        // Â element (i, p) is at a + i · rowStride + p · aStep (without
+        // aRows).
         let rowStride = aTransposed ? 1 : lda
         let aStep = aTransposed ? lda : 1
 
@@ -137,11 +148,27 @@ enum BlockedProduct {
                 var i0 = 0
                 while i0 < m {
                     let rows = min(MicroKernel.rows, m - i0)
-                    var offsets = MicroKernel.RowOffsets(
-                        rowStride: rowStride, valid: rows)
-                    var aTile = a + i0 * rowStride + p0 * aStep
+                    var offsets: MicroKernel.RowOffsets
+                    var aTile: UnsafePointer<Float>
+                    if let aRows, !aTransposed {
+                        offsets = MicroKernel.RowOffsets(
+                            rows: aRows + i0, rowStride: lda, valid: rows)
+                        aTile = a + Int(aRows[i0]) * lda + p0
+                    } else {
+                        offsets = MicroKernel.RowOffsets(
+                            rowStride: rowStride, valid: rows)
+                        aTile = a + i0 * rowStride + p0 * aStep
+                    }
                     var aStep = aStep
-                    if packed && aTransposed {
+                    if packsA {
+                        // Where step p of the tile's columns starts.
+                        @inline(__always)
+                        func source(_ p: Int) -> UnsafePointer<Float> {
+                            if let aRows {
+                                return a + Int(aRows[p0 + p]) * lda + i0
+                            }
+                            return aTile + p * lda
+                        }
                         // The tile's 6 columns of A, kb deep, side by side:
                         // in place they lie a whole row of A apart, in few
                         // of L1's sets, and they are read once per panel.
@@ -151,7 +178,7 @@ enum BlockedProduct {
                             // two), without the per-element test, which
                             // kept the loop below scalar.
                             for p in 0..<kb {
-                                let src = UnsafeRawPointer(aTile + p * lda)
+                                let src = UnsafeRawPointer(source(p))
                                 let dst = UnsafeMutableRawPointer(
                                     tile + p * MicroKernel.rows)
                                 dst.storeBytes(
@@ -166,7 +193,7 @@ enum BlockedProduct {
                             }
                         } else {
                             for p in 0..<kb {
-                                let src = aTile + p * lda
+                                let src = source(p)
                                 for r in 0..<MicroKernel.rows {
                                     tile[p * MicroKernel.rows + r] =
                                         r < rows ? src[r] : 0

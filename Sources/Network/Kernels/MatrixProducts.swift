@@ -53,6 +53,38 @@ public enum MatrixProducts {
             ldc: ldc, accumulate: accumulate)
     }
 
+    /// `C[m, n] (+)= A[m, k] · B[k, n]` where row i of A is row `rows[i]`
+    /// of `table` (rows `ldt` apart): the input projection of the distinct
+    /// ids, read from the embedding in place. Rounds as `multiply` on the
+    /// gathered rows.
+    public static func multiply(
+        m: Int, n: Int, k: Int,
+        rows: UnsafePointer<Int32>, of table: UnsafePointer<Float>, ldt: Int,
+        _ b: UnsafePointer<Float>, ldb: Int,
+        _ c: UnsafeMutablePointer<Float>, ldc: Int,
+        accumulate: Bool = false
+    ) {
+        BlockedProduct.run(
+            .plain, m: m, n: n, k: k, table, lda: ldt, aRows: rows, b,
+            ldb: ldb, c, ldc: ldc, accumulate: accumulate)
+    }
+
+    /// `C[m, n] (+)= A[k, m]ᵀ · B[k, n]` where row p of A is row `rows[p]`
+    /// of `table` (rows `ldt` apart): the LSTM kernel's gradient from the
+    /// distinct ids' embedding rows in place. Rounds as
+    /// `multiplyTransposedA` on the gathered rows.
+    public static func multiplyTransposedA(
+        m: Int, n: Int, k: Int,
+        rows: UnsafePointer<Int32>, of table: UnsafePointer<Float>, ldt: Int,
+        _ b: UnsafePointer<Float>, ldb: Int,
+        _ c: UnsafeMutablePointer<Float>, ldc: Int,
+        accumulate: Bool = false
+    ) {
+        BlockedProduct.run(
+            .transposedA, m: m, n: n, k: k, table, lda: ldt, aRows: rows, b,
+            ldb: ldb, c, ldc: ldc, accumulate: accumulate)
+    }
+
     /// `C[m, n] (+)= A[m, k] · B[n, k]ᵀ`: the input gradient `dY · Wᵀ`.
     ///
     /// The model's calls: the embedding rows' gradient `dproj · Kᵀ`,

@@ -35,6 +35,22 @@ enum MicroKernel {
             o4 = min(4, last) &* rowStride
             o5 = min(5, last) &* rowStride
         }
+
+        /// Offsets for rows `rows[0..<valid]` of a table whose rows are
+        /// `rowStride` apart, relative to row `rows[0]`.
+        @inline(__always)
+        init(rows: UnsafePointer<Int32>, rowStride: Int, valid: Int) {
+            let last = valid - 1
+            let first = Int(rows[0])
+            func at(_ r: Int) -> Int {
+                (Int(rows[min(r, last)]) &- first) &* rowStride
+            }
+            o1 = at(1)
+            o2 = at(2)
+            o3 = at(3)
+            o4 = at(4)
+            o5 = at(5)
+        }
     }
 
     /// `C[rows, cols] (+)= Â[rows, k] · B̂[k, cols]` for one tile.

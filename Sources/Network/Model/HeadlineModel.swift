@@ -204,9 +204,9 @@ public final class HeadlineModel {
                             into: work.projection)
                     }
                 } else {
+                    // The products read the embedding rows in place.
                     gatherDistinctRows(
-                        ids: ids, rows: rows, source: w + offsets.embedding,
-                        width: config.embeddingWidth, into: work.xu)
+                        ids: ids, rows: rows, source: nil, width: 0, into: nil)
                 }
                 sortRowsByLeadingZeros(ids: ids, rows: rows)
             }
@@ -218,16 +218,16 @@ public final class HeadlineModel {
     }
 
     /// Finds the distinct ids of the batch, copies their rows of `source`
-    /// ([V, width]: the embedding, or the frozen projection table) to
-    /// `into` [n_u, width] and records each position's slot.
+    /// ([V, width]: the frozen projection table), if given, to `into`
+    /// [n_u, width] and records each position's slot.
     ///
     /// The LSTM input projection is then computed once per distinct id
     /// rather than once per position: padded, short headlines repeat ids a
     /// lot, and the result is the same.
     private func gatherDistinctRows(
         ids: UnsafeBufferPointer<Int32>, rows: Int,
-        source: UnsafePointer<Float>, width: Int,
-        into target: UnsafeMutablePointer<Float>
+        source: UnsafePointer<Float>?, width: Int,
+        into target: UnsafeMutablePointer<Float>?
     ) {
         let t = config.sequenceLength
         let v = config.vocabularySize
@@ -242,8 +242,10 @@ public final class HeadlineModel {
                     slot = distinct
                     work.slotOfId[id] = Int32(slot)
                     work.distinctIds[slot] = Int32(id)
-                    (target + slot * width).update(
-                        from: source + id * width, count: width)
+                    if let source, let target {
+                        (target + slot * width).update(
+                            from: source + id * width, count: width)
+                    }
                     distinct += 1
                 }
                 // Time-major, as the recurrence walks it: [T, rows].
@@ -326,12 +328,14 @@ public final class HeadlineModel {
         let kernel = w + offsets.lstmKernel
         let recurrent = w + offsets.lstmRecurrent
         let bias = w + offsets.lstmBias
-        // proj[n_u, 4U] = xu[n_u, E] · kernel[E, 4U], unless the frozen
-        // table's rows were gathered into it already.
+        // proj[n_u, 4U] = xu[n_u, E] · kernel[E, 4U], xu being the
+        // distinct ids' embedding rows, unless the frozen table's rows were
+        // gathered into it already.
         if frozenProjection == nil {
             MatrixProducts.multiply(
-                m: work.distinct, n: g4, k: e, work.xu, lda: e, kernel,
-                ldb: g4, work.projection, ldc: g4)
+                m: work.distinct, n: g4, k: e, rows: work.distinctIds,
+                of: w + offsets.embedding, ldt: e, kernel, ldb: g4,
+                work.projection, ldc: g4)
         }
         let hiddenStride = rows * u
         (work.hidden).update(repeating: 0, count: hiddenStride)
@@ -493,6 +497,9 @@ public final class HeadlineModel {
     /// With `scale` = 1 / (global batch size) and the parts of all ranks
     /// summed, this is the gradient of Keras' batch-mean loss.
     ///
+    /// `parameters` must be as the forward pass left them: the pass reads
+    /// the weights again, the batch's embedding rows among them.
+    ///
     /// `whenDenseReady` is called once, as soon as every gradient but the
     /// embedding table's is final (before the product that gives the
     /// embedding rows, about a third of the pass on real batches), so that
@@ -598,7 +605,7 @@ public final class HeadlineModel {
         let recurrent = w + offsets.lstmRecurrent
         let dRecurrent = g + offsets.lstmRecurrent
         let dBias = g + offsets.lstmBias
-        let dh = work.hiddenGrad, dc = work.cellGrad, dz = work.gateGrad
+        let dh = work.hiddenGrad, dc = work.cellGrad
         // dh_T from the heads, in the batch's order, into the recurrence's.
         reorderRows(dh, rows: rows, width: u, toBatchOrder: false)
         dc.update(repeating: 0, count: hiddenStride)
@@ -613,8 +620,8 @@ public final class HeadlineModel {
         for s in stride(from: t - 1, through: 0, by: -1) {
             let gates = work.gates + s * rows * g4
             let cPrev = work.cell + s * hiddenStride
-            let hPrev = work.hidden + s * hiddenStride
             let tanhC = work.tanhCell + s * hiddenStride
+            let dz = work.gateGrad + s * rows * g4
             // The gates' gradient dz [rows, 4U] from dh and dc [rows, U],
             // 16 units at a time; z holds the activated [i | f | g | o].
             // A row still in its padding reads the gates and tanh(c) of the
@@ -644,10 +651,7 @@ public final class HeadlineModel {
                     Lanes.store(dck * f, dc + k, lanes)
                 }
             }
-            // recurrent: dR += h_{t-1}^T · dz; dh_{t-1} = dz · R^T
-            MatrixProducts.multiplyTransposedA(
-                m: u, n: g4, k: rows, hPrev, lda: u, dz, ldb: g4, dRecurrent,
-                ldc: g4, accumulate: true)
+            // dh_{t-1} = dz · R^T
             MatrixProducts.multiply(
                 m: rows, n: u, k: g4, dz, lda: g4, recurrentT, ldb: u, dh,
                 ldc: u)
@@ -658,10 +662,18 @@ public final class HeadlineModel {
                 Lanes.accumulate(g4, d, into: work.projectionGrad + slot * g4)
             }
         }
-        // kernel: dK[E, 4U] += xu^T · dproj, the last dense gradient
-        let n = work.distinct
+        // recurrent: dR[U, 4U] += Σ_t h_{t-1}ᵀ · dz_t, as one product over
+        // all T·rows positions ([T·rows, U]ᵀ · [T·rows, 4U]): per step its
+        // depth would be only `rows`, and each tile of dR would be loaded
+        // and stored T times.
         MatrixProducts.multiplyTransposedA(
-            m: e, n: g4, k: n, work.xu, lda: e, work.projectionGrad, ldb: g4,
+            m: u, n: g4, k: t * rows, work.hidden, lda: u, work.gateGrad,
+            ldb: g4, dRecurrent, ldc: g4, accumulate: true)
+        // kernel: dK[E, 4U] += xuᵀ · dproj, the last dense gradient (xu as
+        // in the forward pass: the weights have not changed since)
+        MatrixProducts.multiplyTransposedA(
+            m: e, n: g4, k: work.distinct, rows: work.distinctIds,
+            of: w + offsets.embedding, ldt: e, work.projectionGrad, ldb: g4,
             g + offsets.lstmKernel, ldc: g4, accumulate: true)
     }
 
@@ -751,7 +763,6 @@ private final class Workspace {
     let rowOrder, active, lead, leadCount: UnsafeMutablePointer<Int32>
     let slotScratch: UnsafeMutablePointer<Int32>
     // Floats, shapes for the current `rows` and n_u.
-    let xu: UnsafeMutablePointer<Float>  // [n_u, E]
     let projection: UnsafeMutablePointer<Float>  // [n_u, 4U]
     let gates: UnsafeMutablePointer<Float>  // [T, rows, 4U] i f g o
     let hidden: UnsafeMutablePointer<Float>  // [T + 1, rows, U]
@@ -763,7 +774,7 @@ private final class Workspace {
     let mainLogitGrad, auxLogitGrad: UnsafeMutablePointer<Float>  // [rows]
     let gradA, gradB: UnsafeMutablePointer<Float>  // [rows, max(U+A, H)]
     let hiddenGrad, cellGrad: UnsafeMutablePointer<Float>  // [rows, U]
-    let gateGrad: UnsafeMutablePointer<Float>  // [rows, 4U]
+    let gateGrad: UnsafeMutablePointer<Float>  // [T, rows, 4U]
     let recurrentTransposed: UnsafeMutablePointer<Float>  // [4U, U]
     let projectionGrad: UnsafeMutablePointer<Float>  // [n_u, 4U]
     let xuGrad: UnsafeMutablePointer<Float>  // [n_u, E]
@@ -799,12 +810,12 @@ private final class Workspace {
         slotOfId.update(repeating: -1, count: v)
 
         let sizes = [
-            maxDistinct * e, maxDistinct * 4 * u, positions * 4 * u,
+            maxDistinct * 4 * u, positions * 4 * u,
             (t + 1) * capacity * u, (t + 1) * capacity * u, positions * u,
             capacity * (u + a), config.denseLayers * capacity * h,
             capacity, capacity, capacity, capacity,
             capacity * wide, capacity * wide, capacity * u, capacity * u,
-            capacity * 4 * u, maxDistinct * 4 * u, maxDistinct * e,
+            positions * 4 * u, maxDistinct * 4 * u, maxDistinct * e,
             4 * u * u,
         ]
         floatCount = sizes.reduce(0, +)
@@ -824,26 +835,25 @@ private final class Workspace {
             regions.append(at)
             at += size
         }
-        xu = regions[0]
-        projection = regions[1]
-        gates = regions[2]
-        hidden = regions[3]
-        cell = regions[4]
-        tanhCell = regions[5]
-        concatenated = regions[6]
-        denseOutputs = regions[7]
-        mainLogits = regions[8]
-        auxLogits = regions[9]
-        mainLogitGrad = regions[10]
-        auxLogitGrad = regions[11]
-        gradA = regions[12]
-        gradB = regions[13]
-        hiddenGrad = regions[14]
-        cellGrad = regions[15]
-        gateGrad = regions[16]
-        projectionGrad = regions[17]
-        xuGrad = regions[18]
-        recurrentTransposed = regions[19]
+        projection = regions[0]
+        gates = regions[1]
+        hidden = regions[2]
+        cell = regions[3]
+        tanhCell = regions[4]
+        concatenated = regions[5]
+        denseOutputs = regions[6]
+        mainLogits = regions[7]
+        auxLogits = regions[8]
+        mainLogitGrad = regions[9]
+        auxLogitGrad = regions[10]
+        gradA = regions[11]
+        gradB = regions[12]
+        hiddenGrad = regions[13]
+        cellGrad = regions[14]
+        gateGrad = regions[15]
+        projectionGrad = regions[16]
+        xuGrad = regions[17]
+        recurrentTransposed = regions[18]
     }
 
     deinit {
