@@ -161,13 +161,16 @@ enum BlockedProduct {
                     }
                     var aStep = aStep
                     if packsA {
-                        // Where step p of the tile's columns starts.
-                        @inline(__always)
-                        func source(_ p: Int) -> UnsafePointer<Float> {
-                            if let aRows {
-                                return a + Int(aRows[p0 + p]) * lda + i0
-                            }
-                            return aTile + p * lda
+                        // Step p of the tile's columns starts at
+                        // source(p) + p · sourceStep: in A in place, or in
+                        // table row aRows[p0 + p]. (Plain values, not a
+                        // closure: a debug build would box the loop
+                        // variables it captured, on the heap.)
+                        let source: (UnsafePointer<Int32>?, Int)
+                        if let aRows {
+                            source = (aRows + p0, 0)
+                        } else {
+                            source = (nil, lda)
                         }
                         // The tile's 6 columns of A, kb deep, side by side:
                         // in place they lie a whole row of A apart, in few
@@ -178,7 +181,10 @@ enum BlockedProduct {
                             // two), without the per-element test, which
                             // kept the loop below scalar.
                             for p in 0..<kb {
-                                let src = UnsafeRawPointer(source(p))
+                                let src = UnsafeRawPointer(
+                                    BlockedProduct.column(
+                                        p, aTile, a, lda: lda, i0: i0,
+                                        source))
                                 let dst = UnsafeMutableRawPointer(
                                     tile + p * MicroKernel.rows)
                                 dst.storeBytes(
@@ -193,7 +199,8 @@ enum BlockedProduct {
                             }
                         } else {
                             for p in 0..<kb {
-                                let src = source(p)
+                                let src = BlockedProduct.column(
+                                    p, aTile, a, lda: lda, i0: i0, source)
                                 for r in 0..<MicroKernel.rows {
                                     tile[p * MicroKernel.rows + r] =
                                         r < rows ? src[r] : 0
@@ -263,6 +270,19 @@ enum BlockedProduct {
             }
             j0 += nb
         }
+    }
+
+    /// Where step p of a transposed A tile's columns starts: at
+    /// `inPlace + p · stride` without row indices, else at column `i0` of
+    /// table row `rows[p]`.
+    @inline(__always)
+    private static func column(
+        _ p: Int, _ inPlace: UnsafePointer<Float>,
+        _ table: UnsafePointer<Float>,
+        lda: Int, i0: Int, _ source: (rows: UnsafePointer<Int32>?, stride: Int)
+    ) -> UnsafePointer<Float> {
+        if let rows = source.rows { return table + Int(rows[p]) * lda + i0 }
+        return inPlace + p * source.stride
     }
 
     /// Copies `B[rows, depth]` (row stride `ldb`) transposed into

@@ -267,6 +267,18 @@ public struct RMSprop: Sendable {
         }
     }
 
+    @inline(__always)
+    private static func four(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+    }
+
+    @inline(__always)
+    private static func four(
+        _ x: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>
+    ) {
+        UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD4<Float>.self)
+    }
+
     /// The update of `n` consecutive parameters, with the new weights also
     /// stored at `copy` when given. The operations and their order mirror
     /// Keras' update step in float32, without fused multiply-adds, so each
@@ -289,21 +301,14 @@ public struct RMSprop: Sendable {
             // as many of their cycles per lane, plus the shuffles that
             // split and join them (about 10% slower on uniform ids, in
             // kernel-bench's optimizer line).
-            typealias Four = SIMD4<Float>
-            func load(_ p: UnsafePointer<Float>) -> Four {
-                UnsafeRawPointer(p).loadUnaligned(as: Four.self)
-            }
-            func store(_ x: Four, _ p: UnsafeMutablePointer<Float>) {
-                UnsafeMutableRawPointer(p).storeBytes(of: x, as: Four.self)
-            }
             while k + 4 <= n {
-                let gk = load(g + k)
-                let vk = rho * load(v + k) + decay * (gk * gk)
-                store(vk, v + k)
+                let gk = four(g + k)
+                let vk = rho * four(v + k) + decay * (gk * gk)
+                four(vk, v + k)
                 let step = (lr * gk) / _mm_sqrt_ps(vk + eps)
-                let wk = load(w + k) - step
-                store(wk, w + k)
-                if let copy { store(wk, copy + k) }
+                let wk = four(w + k) - step
+                four(wk, w + k)
+                if let copy { four(wk, copy + k) }
                 k += 4
             }
         #endif
