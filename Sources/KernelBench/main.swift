@@ -327,3 +327,4 @@ func tableRowProducts(_ options: Options, nu: Int) {
         String(format: "%.1f", inPlaceSeconds * 1e6), "microseconds")
 }
 tableRowProducts(options, nu: 2700)
+tableRowProducts(options, nu: 400)

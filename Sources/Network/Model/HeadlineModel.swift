@@ -617,27 +617,58 @@ public final class HeadlineModel {
         for r in 0..<u {
             for j in 0..<g4 { recurrentT[j * u + r] = recurrent[r * g4 + j] }
         }
+        // Rows still in their padding at step s share one state (see
+        // sortRowsByLeadingZeros), and every gradient below is linear in
+        // dh and dc with coefficients from that state: so their dh and dc
+        // are summed into one row, the first of them (the one whose gates
+        // the forward pass kept), and the steps of the padding cost one
+        // row, not one per row. Rows join that sum as the walk back meets
+        // their padding and never leave it, since the number of rows out
+        // of their padding only falls with s. The sums of dz over rows
+        // that the weights' gradients take are then added in another
+        // order, which may change their rounding, not their value.
+        //
+        // Each step's dz rows, and the h_{t−1} rows they pair with, go
+        // one after another into gateGrad [positions, 4U] and
+        // recurrentInput [positions, U], for one product for dR at the
+        // end.
+        var positions = 0
+        var above = rows  // The rows out of their padding at step s + 1.
         for s in stride(from: t - 1, through: 0, by: -1) {
             let gates = work.gates + s * rows * g4
             let cPrev = work.cell + s * hiddenStride
+            let hPrev = work.hidden + s * hiddenStride
             let tanhC = work.tanhCell + s * hiddenStride
-            let dz = work.gateGrad + s * rows * g4
-            // The gates' gradient dz [rows, 4U] from dh and dc [rows, U],
-            // 16 units at a time; z holds the activated [i | f | g | o].
-            // A row still in its padding reads the gates and tanh(c) of the
-            // one row the forward pass computed for all of them.
+            let active = Int(work.active[s])
             let computed = computedRows(s, rows)
-            for b in 0..<rows {
-                let state = min(b, computed - 1)
-                let z = gates + state * g4, d = dz + b * g4
-                let k0 = b * u, kState = state * u
+            if active < rows {
+                // The rows entering their padding, and the earlier sum.
+                let sum = active
+                var b = sum + 1
+                while b <= min(above, rows - 1) {
+                    Lanes.accumulate(u, dh + b * u, into: dh + sum * u)
+                    Lanes.accumulate(u, dc + b * u, into: dc + sum * u)
+                    b += 1
+                }
+            }
+            above = active
+            let dz = work.gateGrad + positions * g4
+            (work.recurrentInput + positions * u).update(
+                from: hPrev, count: computed * u)
+            positions += computed
+            // The gates' gradient dz [computed, 4U] from dh and dc
+            // [computed, U], 16 units at a time; z holds the activated
+            // [i | f | g | o].
+            for b in 0..<computed {
+                let z = gates + b * g4, d = dz + b * g4
+                let k0 = b * u
                 Lanes.forEach(u) { j, lanes in
                     let k = k0 + j
                     let i = Lanes.load(z + j, lanes)
                     let f = Lanes.load(z + u + j, lanes)
                     let gg = Lanes.load(z + 2 * u + j, lanes)
                     let o = Lanes.load(z + 3 * u + j, lanes)
-                    let tc = Lanes.load(tanhC + kState + j, lanes)
+                    let tc = Lanes.load(tanhC + k, lanes)
                     let dhk = Lanes.load(dh + k, lanes)
                     let dck =
                         Lanes.load(dc + k, lanes)
@@ -653,22 +684,22 @@ public final class HeadlineModel {
             }
             // dh_{t-1} = dz · R^T
             MatrixProducts.multiply(
-                m: rows, n: u, k: g4, dz, lda: g4, recurrentT, ldb: u, dh,
+                m: computed, n: u, k: g4, dz, lda: g4, recurrentT, ldb: u, dh,
                 ldc: u)
-            for b in 0..<rows {
+            for b in 0..<computed {
                 let d = dz + b * g4
                 let slot = Int(work.positionSlot[s * rows + b])
                 Lanes.accumulate(g4, d, into: dBias)
                 Lanes.accumulate(g4, d, into: work.projectionGrad + slot * g4)
             }
         }
-        // recurrent: dR[U, 4U] += Σ_t h_{t-1}ᵀ · dz_t, as one product over
-        // all T·rows positions ([T·rows, U]ᵀ · [T·rows, 4U]): per step its
-        // depth would be only `rows`, and each tile of dR would be loaded
-        // and stored T times.
+        // recurrent: dR[U, 4U] += Σ h_{t-1}ᵀ · dz over the computed
+        // positions, as one product ([positions, U]ᵀ · [positions, 4U]):
+        // per step its depth would be only `rows`, and each tile of dR
+        // would be loaded and stored T times.
         MatrixProducts.multiplyTransposedA(
-            m: u, n: g4, k: t * rows, work.hidden, lda: u, work.gateGrad,
-            ldb: g4, dRecurrent, ldc: g4, accumulate: true)
+            m: u, n: g4, k: positions, work.recurrentInput, lda: u,
+            work.gateGrad, ldb: g4, dRecurrent, ldc: g4, accumulate: true)
         // kernel: dK[E, 4U] += xuᵀ · dproj, the last dense gradient (xu as
         // in the forward pass: the weights have not changed since)
         MatrixProducts.multiplyTransposedA(
@@ -774,7 +805,8 @@ private final class Workspace {
     let mainLogitGrad, auxLogitGrad: UnsafeMutablePointer<Float>  // [rows]
     let gradA, gradB: UnsafeMutablePointer<Float>  // [rows, max(U+A, H)]
     let hiddenGrad, cellGrad: UnsafeMutablePointer<Float>  // [rows, U]
-    let gateGrad: UnsafeMutablePointer<Float>  // [T, rows, 4U]
+    let gateGrad: UnsafeMutablePointer<Float>  // [positions, 4U]
+    let recurrentInput: UnsafeMutablePointer<Float>  // [positions, U]
     let recurrentTransposed: UnsafeMutablePointer<Float>  // [4U, U]
     let projectionGrad: UnsafeMutablePointer<Float>  // [n_u, 4U]
     let xuGrad: UnsafeMutablePointer<Float>  // [n_u, E]
@@ -816,7 +848,7 @@ private final class Workspace {
             capacity, capacity, capacity, capacity,
             capacity * wide, capacity * wide, capacity * u, capacity * u,
             positions * 4 * u, maxDistinct * 4 * u, maxDistinct * e,
-            4 * u * u,
+            4 * u * u, positions * u,
         ]
         floatCount = sizes.reduce(0, +)
         // Zeroed by the system page by page as first touched, so regions
@@ -854,6 +886,7 @@ private final class Workspace {
         projectionGrad = regions[16]
         xuGrad = regions[17]
         recurrentTransposed = regions[18]
+        recurrentInput = regions[19]
     }
 
     deinit {
