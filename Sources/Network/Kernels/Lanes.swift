@@ -7,6 +7,13 @@
 /// (U and 4U are options).
 enum Lanes {
     typealias Vector = SIMD16<Float>
+    /// One vector register's floats: 16 with AVX-512, else 8 (AVX's 256
+    /// bits; SSE-only processors split it in two).
+    #if HEADLINE_AVX512
+        typealias Register = SIMD16<Float>
+    #else
+        typealias Register = SIMD8<Float>
+    #endif
 
     /// Calls `body(j, lanes)` for j = 0, 16, 32, ... below `count`, with
     /// `lanes` = min(16, count − j).

@@ -182,14 +182,17 @@ public struct RMSprop: Sendable {
         _ v: UnsafeMutablePointer<Float>, _ n: Int, rho: Float, times: Int
     ) {
         guard times > 0 else { return }
-        // 128 values at a time, as eight vectors held in registers: eight
-        // independent chains of products, which the processor overlaps (a
-        // single chain would wait out each product's latency, a pass over
-        // the whole row per round would load and store it every time).
+        // Eight vector registers at a time (64 values with AVX2, 128 with
+        // AVX-512): eight independent chains of products, which the
+        // processor overlaps (a single chain would wait out each product's
+        // latency, a pass over the whole row per round would load and
+        // store it every time), and no more than the registers hold (16
+        // 256-bit halves of 16-lane vectors spilled to the stack).
+        let block = 8 * Lanes.Register.scalarCount
         var j = 0
-        while j + 128 <= n {
+        while j + block <= n {
             decayBlock(v + j, rho: rho, times: times)
-            j += 128
+            j += block
         }
         var done = 0
         while j < n, done < times {
@@ -208,13 +211,16 @@ public struct RMSprop: Sendable {
         }
     }
 
-    /// `decay` of the 128 values at `p`.
+    /// `decay` of the `8 · Lanes.Register.scalarCount` values at `p`.
     @inline(__always)
     private static func decayBlock(
         _ p: UnsafeMutablePointer<Float>, rho: Float, times: Int
     ) {
-        typealias Vector = Lanes.Vector
-        func load(_ i: Int) -> Vector { Lanes.load(p + 16 * i, 16) }
+        typealias Register = Lanes.Register
+        let width = Register.scalarCount
+        func load(_ i: Int) -> Register {
+            UnsafeRawPointer(p + width * i).loadUnaligned(as: Register.self)
+        }
         var a0 = load(0), a1 = load(1), a2 = load(2), a3 = load(3)
         var a4 = load(4), a5 = load(5), a6 = load(6), a7 = load(7)
         var done = 0
@@ -231,14 +237,17 @@ public struct RMSprop: Sendable {
                 a7 = rho * a7
             }
             done += rounds
-            let z = Vector()
+            let z = Register()
             if a0 == z, a1 == z, a2 == z, a3 == z, a4 == z, a5 == z, a6 == z,
                 a7 == z
             {
                 break
             }
         }
-        func store(_ a: Vector, _ i: Int) { Lanes.store(a, p + 16 * i, 16) }
+        func store(_ a: Register, _ i: Int) {
+            UnsafeMutableRawPointer(p + width * i).storeBytes(
+                of: a, as: Register.self)
+        }
         store(a0, 0)
         store(a1, 1)
         store(a2, 2)
