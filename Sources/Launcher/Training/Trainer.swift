@@ -61,6 +61,7 @@ final class Trainer {
     /// Why the last of them was skipped.
     var lastSkipReason: TrainingError?
     private var batch: Batch
+    private var shards: BatchShards
     private var exchange: GradientExchange
     /// This rank's figures of the current step, reused from step to step.
     private var local = EpochTotals()
@@ -89,6 +90,7 @@ final class Trainer {
         batch = Batch(
             capacity: share, sequenceLength: train.sequenceLength,
             auxFeatures: train.auxFeatures)
+        shards = BatchShards(train, globalBatch: settings.globalBatch)
         exchange = GradientExchange(
             comm: comm, model: model, rowsPerRank: share,
             mode: settings.exchange)
@@ -124,10 +126,11 @@ final class Trainer {
             }
             let start = step * settings.globalBatch
             let count = min(settings.globalBatch, train.rows - start)
-            let mine = shardRange(
-                count: count, rank: comm.rank, size: comm.size)
             batch.removeAll()
-            for r in mine { train.append(row: order[start + r], to: &batch) }
+            shards.forEachRow(
+                start: start, count: count, order: order, rank: comm.rank,
+                size: comm.size
+            ) { row in train.append(row: row, to: &batch) }
             exchange.clear(model)
             model.forward(batch)
             local.reset()
