@@ -241,9 +241,13 @@ if options.sweepStride > 0 {
 
 /// Nanoseconds per updated weight of RMSprop's sparse step on the
 /// embedding's shape: `rows` distinct rows of a [10000, 512] table a step,
-/// a different random set each step (so the untouched rows' pending decay
-/// is as on uniform ids), with the model's 80 k dense weights beside it.
-func rmspropSparse(_ options: Options, rows: Int) -> Double {
+/// a different set each step, with the model's 80 k dense weights beside
+/// it. Uniform sets give each row a short wait between updates, as
+/// uniform ids do; `zipf` draws them by 1/rank, as words come, so rare
+/// rows wait long and carry many pending decays.
+func rmspropSparse(_ options: Options, rows: Int, zipf: Bool = false)
+    -> Double
+{
     let tableRows = 10000, width = 512, dense = 80_000
     let count = dense + tableRows * width
     var parameters = [Float](repeating: 0.01, count: count)
@@ -252,9 +256,31 @@ func rmspropSparse(_ options: Options, rows: Int) -> Double {
     let rowGradients = randomBuffer(rows * width, seed: 11)
     defer { rowGradients.deallocate() }
     var generator = SystemRandomNumberGenerator()
-    let sets: [[Int32]] = (0..<16).map { _ in
-        Array((0..<Int32(tableRows)).shuffled(using: &generator)[..<rows])
-            .sorted()
+    // Cumulative 1/rank weights, for drawing Zipf-distributed ids.
+    var cumulative: [Double] = []
+    var total = 0.0
+    for r in 1...tableRows {
+        total += 1 / Double(r)
+        cumulative.append(total)
+    }
+    func zipfSet() -> [Int32] {
+        var set = Set<Int32>()
+        while set.count < rows {
+            let u = Double.random(in: 0..<total, using: &generator)
+            var lo = 0, hi = tableRows - 1
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if cumulative[mid] < u { lo = mid + 1 } else { hi = mid }
+            }
+            set.insert(Int32(lo))
+        }
+        return set.sorted()
+    }
+    let sets: [[Int32]] = (0..<(zipf ? 512 : 16)).map { _ in
+        zipf
+            ? zipfSet()
+            : Array((0..<Int32(tableRows)).shuffled(using: &generator)[..<rows])
+                .sorted()
     }
     var next = 0
     let seconds = bestSeconds(options) {
@@ -274,6 +300,10 @@ print(
     "optimizer rmsprop_sparse_2700",
     String(
         format: "%.3f", rmspropSparse(options, rows: 2700)))
+print(
+    "optimizer rmsprop_sparse_zipf_450",
+    String(
+        format: "%.3f", rmspropSparse(options, rows: 450, zipf: true)))
 
 // MARK: Products on table rows
 
