@@ -211,7 +211,7 @@ ours() {
     local batch=$((32 * ranks))
     local pin=()
     [ "$ranks" -eq 1 ] && pin=(--core "$core")
-    local cmd=("$py" "$tools" measure --out "$tries/$name.try$try.rss" "${pin[@]}" --
+    local cmd=("$py" "$tools" measure --out "$tries/$name.rss$try" "${pin[@]}" --
         "$bin" train --data "$data" --batch-size "$batch" --epochs 1
         --timing-skip "$warmup" --save-weights "$work/$name.safetensors")
     say "ours: $name (run $try of $repeats)"
@@ -221,7 +221,7 @@ ours() {
         env "${mpi_env[@]}" mpirun --bind-to core -np "$ranks" "${cmd[@]}" >"$log" 2>&1 \
             || { tail -20 "$log" >&2; die "$name failed (log: $log)"; }
     fi
-    "$py" "$tools" ours-result --log "$log" --rss "$tries/$name.try$try.rss" \
+    "$py" "$tools" ours-result --log "$log" --rss "$tries/$name.rss$try" \
         --data-name "$(basename "$data")" --ranks "$ranks" --batch "$batch" \
         --out "$tries/$name.try$try.json" || die "reading the results of $name failed"
 }
