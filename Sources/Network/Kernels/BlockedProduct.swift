@@ -161,17 +161,12 @@ enum BlockedProduct {
                     }
                     var aStep = aStep
                     if packsA {
-                        // Step p of the tile's columns starts at
-                        // source(p) + p · sourceStep: in A in place, or in
-                        // table row aRows[p0 + p]. (Plain values, not a
-                        // closure: a debug build would box the loop
-                        // variables it captured, on the heap.)
-                        let source: (UnsafePointer<Int32>?, Int)
-                        if let aRows {
-                            source = (aRows + p0, 0)
-                        } else {
-                            source = (nil, lda)
-                        }
+                        // The table rows of this depth block, with aRows
+                        // (see `column`). A plain value, not a closure: a
+                        // debug build would box the loop variables it
+                        // captured, on the heap.
+                        var blockRows: UnsafePointer<Int32>? = nil
+                        if let aRows { blockRows = aRows + p0 }
                         // The tile's 6 columns of A, kb deep, side by side:
                         // in place they lie a whole row of A apart, in few
                         // of L1's sets, and they are read once per panel.
@@ -183,8 +178,8 @@ enum BlockedProduct {
                             for p in 0..<kb {
                                 let src = UnsafeRawPointer(
                                     BlockedProduct.column(
-                                        p, aTile, a, lda: lda, i0: i0,
-                                        source))
+                                        p, inPlace: aTile, table: a,
+                                        rows: blockRows, lda: lda, i0: i0))
                                 let dst = UnsafeMutableRawPointer(
                                     tile + p * MicroKernel.rows)
                                 dst.storeBytes(
@@ -200,7 +195,8 @@ enum BlockedProduct {
                         } else {
                             for p in 0..<kb {
                                 let src = BlockedProduct.column(
-                                    p, aTile, a, lda: lda, i0: i0, source)
+                                    p, inPlace: aTile, table: a,
+                                    rows: blockRows, lda: lda, i0: i0)
                                 for r in 0..<MicroKernel.rows {
                                     tile[p * MicroKernel.rows + r] =
                                         r < rows ? src[r] : 0
@@ -272,17 +268,16 @@ enum BlockedProduct {
         }
     }
 
-    /// Where step p of a transposed A tile's columns starts: at
-    /// `inPlace + p · stride` without row indices, else at column `i0` of
-    /// table row `rows[p]`.
+    /// Where step p of a transposed A tile's columns starts: at column
+    /// `i0` of table row `rows[p]` when there are row indices, else in A in
+    /// place, at `inPlace + p · lda`.
     @inline(__always)
     private static func column(
-        _ p: Int, _ inPlace: UnsafePointer<Float>,
-        _ table: UnsafePointer<Float>,
-        lda: Int, i0: Int, _ source: (rows: UnsafePointer<Int32>?, stride: Int)
+        _ p: Int, inPlace: UnsafePointer<Float>, table: UnsafePointer<Float>,
+        rows: UnsafePointer<Int32>?, lda: Int, i0: Int
     ) -> UnsafePointer<Float> {
-        if let rows = source.rows { return table + Int(rows[p]) * lda + i0 }
-        return inPlace + p * source.stride
+        if let rows { return table + Int(rows[p]) * lda + i0 }
+        return inPlace + p * lda
     }
 
     /// Copies `B[rows, depth]` (row stride `ldb`) transposed into
