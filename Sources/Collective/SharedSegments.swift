@@ -23,11 +23,13 @@ import CMPI
 /// then reads any segment, and must not write its own again until every
 /// rank is known to be done reading (some later collective that every
 /// rank enters after its reads, such as the next `synchronize()`).
+/// Counters in the segments (`counter(_:at:)`) allow finer hand-offs
+/// between two such points, without a collective.
 ///
 /// `make` returns nil in a world of one, when the ranks span several
 /// machines, or when `HEADLINE_SHARED_MEMORY=0` is set on any rank; the
 /// caller then exchanges messages instead. Every method here is a
-/// collective except `segment(_:)` and `own`.
+/// collective except `view` and `counter`.
 public final class SharedSegments: @unchecked Sendable {
     /// Bytes per rank's segment.
     public private(set) var capacity: Int
@@ -35,7 +37,8 @@ public final class SharedSegments: @unchecked Sendable {
     /// The ranks on this machine: all of them; nil once freed.
     private var node: MPI_Comm?
     private var window: MPI_Win
-    private var bases: [UnsafeMutableRawPointer]
+    /// Each rank's segment, in rank order.
+    private(set) var bases: [UnsafeMutableRawPointer]
 
     private init(world: Communicator, node: MPI_Comm) {
         self.world = world

@@ -73,6 +73,55 @@ final class RankEquivalenceTests: XCTestCase {
         XCTAssertGreaterThan(files["weights 1"]?.count ?? 0, 0)
     }
 
+    /// With shared memory the ranks share out each other's embedding
+    /// rows' product. Rank 1, slowed down in steps 2 and 3 just after it
+    /// has put its rows up, gets its pieces computed by rank 0; the run
+    /// still gives the bits of the exchange through messages, where every
+    /// rank computes its own rows. 16 rows of 20 ids from 400 per rank
+    /// give a few pieces of 64 rows each.
+    func testASlowRanksRowsAreComputedByAnother() throws {
+        let dir = try temporaryDirectory(for: self)
+        let labels = (0..<96).map { Float(($0 * 7 / 3) % 2) }
+        try DataSpec(
+            rows: 96, sequenceLength: 20, vocabulary: 400, labels: labels
+        ).write(to: dir + "/data")
+        var weights: [String: Data] = [:]
+        for (name, environment) in [
+            ("shared", ["HEADLINE_TEST_FAIL": "1:2:slow,1:3:slow"]),
+            ("messages", ["HEADLINE_SHARED_MEMORY": "0"]),
+        ] {
+            let saved = dir + "/\(name).safetensors"
+            let result = try CLI.runMPI(
+                ranks: 2,
+                [
+                    "train", "--data", dir + "/data", "--epochs", "1",
+                    "--batch-size", "32", "--validation-split", "0",
+                    "--seed", "5", "--learning-rate", "0.01",
+                    "--timing-skip", "0", "--save-weights", saved,
+                ] + smallModelOptions(vocabulary: 400),
+                environment: environment)
+            XCTAssertEqual(result.status, 0, result.transcript)
+            weights[name] = try Data(contentsOf: URL(fileURLWithPath: saved))
+            let line = result.transcript.split(separator: "\n").first {
+                $0.contains("embedding rows' product")
+            }
+            if name == "messages" {
+                XCTAssertNil(line, result.transcript)
+                continue
+            }
+            // "… N of M pieces computed by another rank than their own"
+            let words = line.map { $0.split(separator: " ") } ?? []
+            let of = words.firstIndex(of: "of")
+            let others = of.flatMap { Int(words[$0 - 1]) }
+            let all = of.flatMap { Int(words[$0 + 1]) }
+            XCTAssertNotNil(others, result.transcript)
+            XCTAssertGreaterThanOrEqual(others ?? 0, 2, result.transcript)
+            XCTAssertGreaterThan(all ?? 0, 6, result.transcript)
+        }
+        XCTAssertEqual(weights["shared"], weights["messages"])
+        XCTAssertGreaterThan(weights["shared"]?.count ?? 0, 0)
+    }
+
     /// A machine whose shared-memory file system is too small for the
     /// exchange's segments (a container's small /dev/shm, made here with
     /// a private mount namespace and a 9 MiB tmpfs): the ranks agree to

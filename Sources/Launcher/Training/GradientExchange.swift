@@ -54,6 +54,9 @@ struct GradientExchange {
     let denseBlock: Range<Int>
     let embeddingOffset: Int
     let width: Int
+    /// The width of the LSTM's input projection, 4U: a row of the
+    /// projection gradient that the embedding rows are computed from.
+    let projectionWidth: Int
     let vocabulary: Int
     /// The embedding rows whose summed gradient this rank holds and
     /// updates in the current step, each once: the batch's with one rank;
@@ -112,6 +115,20 @@ struct GradientExchange {
     private var sharedDecided = false
     /// With `shared`: where each rank's compact gradient rows lie.
     private var rowRegions: [UnsafeMutablePointer<Float>] = []
+    /// With `shared`: the steps whose embedding rows were shared out
+    /// (`computeEmbeddingRows`), which tells one step's counters from the
+    /// last one's.
+    private var rowStep: Int64 = 0
+    /// The rows of one piece of that work: small enough that a rank slowed
+    /// down near the end of its product gets help (a real batch of 32
+    /// rows has about 380 distinct ids), large enough that each piece's
+    /// product runs near full speed (kernel-bench's dxu_piece lines: 64
+    /// rows run at about 0.86 of the whole product's rate, 32 at 0.72).
+    static let rowsPerPiece = 64
+    /// Pieces of other ranks' rows that this rank computed, and pieces of
+    /// its own rows, since the start.
+    private(set) var piecesForOthers = 0
+    private(set) var ownPieces = 0
     /// The dense block's reduction, when `denseGradientsReady` started it
     /// (kept, so that starting one allocates nothing).
     private let pendingDense = PendingReduction()
@@ -130,6 +147,7 @@ struct GradientExchange {
         embeddingOffset = embedding.offset
         vocabulary = embedding.shape[0]
         width = embedding.shape[1]
+        projectionWidth = 4 * model.config.lstmUnits
         precondition(
             denseBlock == 0..<embeddingOffset
                 && embeddingOffset + vocabulary * width == model.layout.count,
@@ -143,6 +161,10 @@ struct GradientExchange {
         mark = [Int](repeating: -1, count: vocabulary)
         slot = [Int32](repeating: 0, count: vocabulary)
         model.scattersEmbeddingGradient = scatters
+        // Until the first exchange decides on shared memory (a model may
+        // come from an earlier run's exchange).
+        model.defersEmbeddingRows = false
+        model.embeddingGradientOutput = nil
     }
 
     /// The rank that updates embedding row `id`.
@@ -229,7 +251,16 @@ struct GradientExchange {
         throws
     {
         guard comm.size > 1 else { return }
-        if sharded, try sharedStep(sums: sums) != nil { return }
+        if sharded, let shared = try sharedStep(sums: sums) {
+            // The backward pass leaves the rows' product, which follows,
+            // to `computeEmbeddingRows`, and their place to this rank's
+            // segment.
+            model.defersEmbeddingRows = true
+            model.embeddingGradientOutput = UnsafeMutableBufferPointer(
+                start: rowRegions[comm.rank],
+                count: shared.layout.rowCount * width)
+            return
+        }
         try model.gradients.withUnsafeMutableBufferPointer { g in
             try comm.startAllreduce(
                 UnsafeMutableBufferPointer(rebasing: g[denseBlock]), .sum,
@@ -603,7 +634,7 @@ struct GradientExchange {
             let layout = StepLayout(
                 sums: sums, dense: denseBlock.count,
                 rows: min(rowsPerRank * sequenceLength, vocabulary),
-                width: width)
+                width: width, projectionWidth: projectionWidth)
             // A rank owns at most every size-th id: room for all of them,
             // so the segments never have to grow.
             let owned = (vocabulary + comm.size - 1) / comm.size
@@ -619,9 +650,102 @@ struct GradientExchange {
                         count: layout.rowCount * width
                     ).baseAddress!
                 }
+                // The counters start at 0 (none of their steps), known to
+                // every rank before any looks at them.
+                for line in 0..<StepLayout.controlLines {
+                    made[0].counter(
+                        comm.rank, at: layout.control + 64 * line
+                    ).publish(0)
+                }
+                try made[0].synchronize()
             }
         }
         return shared
+    }
+
+    /// Computes the embedding rows that the last backward pass left to the
+    /// exchange (`HeadlineModel.defersEmbeddingRows`, set with shared
+    /// memory), with every rank's product shared out among all ranks.
+    ///
+    /// The product is about a third of a backward pass on real batches,
+    /// and it comes last, just before the ranks wait for each other: a
+    /// rank that the machine slowed down in this step (on a shared host,
+    /// one core often runs 20–40% slower than the other for a few steps)
+    /// gets help with it instead of being waited for. Each rank puts up
+    /// its projection gradient and row count, then takes pieces of
+    /// `rowsPerPiece` rows, its own first, then those of every other rank
+    /// still at work, and returns once all of its own pieces are done, by
+    /// whichever rank. A piece's rows are the same bits whoever computes
+    /// it (`HeadlineModel.embeddingRowGradients(_:projection:into:)`; the
+    /// replicas hold the same weights), so the sharing changes no result.
+    /// Every rank calls this in every step, with or without rows; a no-op
+    /// where the model computed the rows itself. `whenPutUp` runs once
+    /// this rank's rows are up for sharing (a test's delay).
+    mutating func computeEmbeddingRows(
+        _ model: HeadlineModel, whenPutUp: () -> Void = {}
+    ) throws {
+        guard model.defersEmbeddingRows, let shared else { return }
+        let me = comm.rank, size = comm.size, w = width
+        let layout = shared.layout, segments = shared.step
+        rowStep += 1
+        let step = rowStep, parity = Int(step & 1)
+        func counter(_ rank: Int, _ line: Int) -> SharedCounter {
+            segments.counter(rank, at: layout.control + 64 * line)
+        }
+        func pieces(_ rows: Int) -> Int64 {
+            Int64((rows + Self.rowsPerPiece - 1) / Self.rowsPerPiece)
+        }
+        func projection(_ rank: Int, _ rows: Int) -> UnsafeMutablePointer<Float>
+        {
+            segments.view(
+                rank, as: Float.self, at: layout.projection,
+                count: rows * projectionWidth
+            ).baseAddress!
+        }
+        // Takes rank `rank`'s pieces until none is left.
+        func work(on rank: Int, rows: Int) {
+            let count = pieces(rows)
+            let next = counter(rank, StepLayout.Control.next + parity)
+            let done = counter(rank, StepLayout.Control.done + parity)
+            let from = projection(rank, rows), into = rowRegions[rank]
+            while true {
+                let piece = Int(next.add(1))
+                if piece >= count { return }
+                let start = piece * Self.rowsPerPiece
+                let end = min(start + Self.rowsPerPiece, rows)
+                model.embeddingRowGradients(
+                    start..<end, projection: from, into: into + start * w)
+                done.add(1)
+                if rank != me { piecesForOthers += 1 }
+            }
+        }
+        // Put this step's work up. Last step's counters of the other
+        // parity are reset for the next step: every rank finished with
+        // them before the last step's barrier, which this rank has passed.
+        let n = model.touchedEmbeddingRows.count
+        let mine = model.projectionGradients
+        if n > 0 {
+            projection(me, n).update(from: mine.baseAddress!, count: mine.count)
+        }
+        counter(me, StepLayout.Control.next + 1 - parity).publish(0)
+        counter(me, StepLayout.Control.done + 1 - parity).publish(0)
+        counter(me, StepLayout.Control.rowCount).publish(Int64(n))
+        counter(me, StepLayout.Control.ready).publish(step)
+        whenPutUp()
+        work(on: me, rows: n)
+        for offset in 1..<size {
+            let rank = (me + offset) % size
+            // Its rows are known once it has put them up; no rank can be
+            // a step ahead, since the last step's barriers need this one.
+            counter(rank, StepLayout.Control.ready).wait { $0 >= step }
+            let rows = Int(counter(rank, StepLayout.Control.rowCount).value)
+            work(on: rank, rows: rows)
+        }
+        // Pieces of this rank's that another rank took may still be under
+        // way.
+        let total = pieces(n)
+        counter(me, StepLayout.Control.done + parity).wait { $0 >= total }
+        ownPieces += Int(total)
     }
 
     /// The sharded exchange through shared memory, with one barrier: each
@@ -665,13 +789,10 @@ struct GradientExchange {
                 count: denseCount)
         }
         let compact = model.embeddingRowGradients
-        let myRows = rowRegions[me]
-        if compact.count > 0, compact.baseAddress! != UnsafePointer(myRows) {
-            // The first step, before the model was told to write here.
-            myRows.update(from: compact.baseAddress!, count: compact.count)
-        }
-        model.embeddingGradientOutput = UnsafeMutableBufferPointer(
-            start: myRows, count: layout.rowCount * w)
+        precondition(
+            compact.count == 0
+                || compact.baseAddress! == UnsafePointer(rowRegions[me]),
+            "the embedding rows are not in this rank's segment")
         try step.synchronize()
         // Sums and dense gradients, in rank order (the first copied).
         for j in 0..<sums.count {
@@ -850,22 +971,40 @@ private struct SharedStep {
 
 /// Where each part of a rank's step lies in its shared segment, in bytes:
 /// the step sums (Double), the count of touched ids and the ids (Int32),
-/// the dense block's gradients and the compact rows (Float), each region
-/// starting on a 64-byte line.
+/// the dense block's gradients, the projection gradient per touched id
+/// and the compact rows (Float), and the counters that share out the
+/// rows' product (`Control`), each region starting on a 64-byte line.
 private struct StepLayout {
     let sumCount, rowCount: Int
-    let sums, idCount, ids, dense, rows, bytes: Int
+    let sums, idCount, ids, dense, projection, rows, control, bytes: Int
 
-    init(sums: Int, dense: Int, rows: Int, width: Int) {
+    /// The counters of `computeEmbeddingRows`, one per 64-byte line (each
+    /// is changed by every rank), at `control + 64 · line`.
+    enum Control {
+        /// The last step whose rows this rank has put up for sharing.
+        static let ready = 0
+        /// That step's row count.
+        static let rowCount = 1
+        /// The next piece to hand out, for even and odd steps.
+        static let next = 2
+        /// The pieces finished, for even and odd steps.
+        static let done = 4
+    }
+    static let controlLines = 6
+
+    init(sums: Int, dense: Int, rows: Int, width: Int, projectionWidth: Int) {
         func line(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }
+        let float = MemoryLayout<Float>.stride
         sumCount = sums
         rowCount = rows
         self.sums = 0
         idCount = line(sums * MemoryLayout<Double>.stride)
         ids = idCount + 64
         self.dense = ids + line(rows * MemoryLayout<Int32>.stride)
-        self.rows = self.dense + line(dense * MemoryLayout<Float>.stride)
-        bytes = self.rows + rows * width * MemoryLayout<Float>.stride
+        projection = self.dense + line(dense * float)
+        self.rows = projection + line(rows * projectionWidth * float)
+        control = self.rows + line(rows * width * float)
+        bytes = control + 64 * StepLayout.controlLines
     }
 }
 

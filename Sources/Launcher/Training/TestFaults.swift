@@ -24,12 +24,15 @@ import Network
 ///   each rank, but a row that two such ranks touched sums to infinity.
 /// - `kill`: sends itself SIGKILL before the step, like a crash or the
 ///   out-of-memory killer.
+/// - `slow`: sleeps 300 ms once its embedding rows' product is put up for
+///   sharing (with shared memory), like a rank on a core the machine
+///   slowed down, so that the other ranks take its pieces.
 ///
 /// `HEADLINE_TEST_STEP_DELAY_MS=N` sleeps N ms before every step, so a
 /// test has time to send a signal while a tiny model trains.
 struct TestFaults {
     enum Kind: String {
-        case error, lateError = "late-error", nan, kill
+        case error, lateError = "late-error", nan, kill, slow
         case rowNaN = "row-nan", rowOverflow = "row-overflow"
     }
 
@@ -63,7 +66,7 @@ struct TestFaults {
                     throw UsageError(
                         "\(failVariable)='\(text)': expected "
                             + "RANK:STEP[:error|late-error|nan|row-nan|"
-                            + "row-overflow|kill], ...")
+                            + "row-overflow|kill|slow], ...")
                 }
                 result.faults.append(Fault(rank: rank, step: step, kind: kind))
             }
@@ -106,6 +109,12 @@ struct TestFaults {
             let bias = model.layout["main_output/bias"]
             model.gradients[bias.offset] = .nan
         }
+    }
+
+    /// Once the embedding rows' product of global step `step` is put up
+    /// for sharing, before this rank works on it: `slow`.
+    func afterRowsPutUp(_ step: Int, rank: Int) {
+        if has(.slow, rank: rank, step: step) { usleep(300_000) }
     }
 
     /// After the backward pass of global step `step`: `row-nan`,

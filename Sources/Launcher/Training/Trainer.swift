@@ -146,6 +146,11 @@ final class Trainer {
                 try exchange.denseGradientsReady(
                     model, sums: stepSums.count)
             }
+            // With shared memory the embedding rows' product is shared out
+            // among the ranks; every rank takes part.
+            try exchange.computeEmbeddingRows(model) {
+                faults.afterRowsPutUp(globalStep, rank: comm.rank)
+            }
             try faults.afterBackward(globalStep, rank: comm.rank, model: model)
             // Every rank reaches these collectives, with or without rows.
             local.sums.pack(into: &stepSums)
@@ -190,6 +195,18 @@ final class Trainer {
         totals.mainAUC.buckets = Array(buckets[0..<half])
         totals.auxAUC.buckets = Array(buckets[half...])
         return .finished(totals)
+    }
+
+    /// How the embedding rows' product was shared out since the start
+    /// (with shared memory): the pieces that a rank computed for another,
+    /// and all pieces, over all ranks; nil where the rows are not shared
+    /// out. A collective.
+    func rowSharing() throws -> (forOthers: Int, all: Int)? {
+        var counts = [
+            Int64(exchange.piecesForOthers), Int64(exchange.ownPieces),
+        ]
+        try comm.allreduce(&counts, .sum)
+        return counts[1] > 0 ? (Int(counts[0]), Int(counts[1])) : nil
     }
 
     /// Puts a checkpoint's velocity into the optimizer.

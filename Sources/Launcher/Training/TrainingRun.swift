@@ -203,7 +203,15 @@ final class TrainingRun {
                 try stop(signal, epochsDone: epoch, progress: progress)
                 return .stopped(signal: signal)
             }
-            if let clock { reporter.notice(clock.summary(steps: steps)) }
+            if let clock {
+                reporter.notice(clock.summary(steps: steps))
+                if let (others, all) = try trainer.rowSharing() {
+                    reporter.notice(
+                        "embedding rows' product: \(others) of \(all) "
+                            + "pieces computed by another rank than their "
+                            + "own")
+                }
+            }
             var figures = totals.figures(
                 prefix: "", mainWeight: settings.mainWeight,
                 auxWeight: settings.auxWeight)

@@ -94,6 +94,13 @@ public final class HeadlineModel {
     /// ids × E > count) uses the scratch; `embeddingRowGradients` always
     /// says where the last pass put them.
     public var embeddingGradientOutput: UnsafeMutableBufferPointer<Float>?
+    /// Whether `backward` stops before the embedding rows' product and
+    /// leaves it to the caller (`embeddingRowGradients(_:projection:into:)`
+    /// over `projectionGradients`), which may split it into parts and have
+    /// other processes compute some of them. `embeddingRowGradients` then
+    /// says where the rows belong, and they hold nothing until the caller
+    /// has filled them. Only with `scattersEmbeddingGradient` off.
+    public var defersEmbeddingRows = false
     /// Where the last backward pass left the compact embedding gradient.
     private var rowGradients: UnsafeMutablePointer<Float>?
 
@@ -710,7 +717,8 @@ public final class HeadlineModel {
 
     /// The embedding rows' gradient, d xu [n_u, E] = dproj · Kᵀ, from the
     /// `projectionGrad` that `lstmBackward` left; into the table too when
-    /// `scattersEmbeddingGradient`.
+    /// `scattersEmbeddingGradient`. With `defersEmbeddingRows`, only says
+    /// where the rows go.
     private func embeddingBackward(
         w: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>
     ) {
@@ -721,6 +729,12 @@ public final class HeadlineModel {
             xuGrad = output.baseAddress!
         }
         rowGradients = xuGrad
+        if defersEmbeddingRows {
+            precondition(
+                !scattersEmbeddingGradient,
+                "deferred embedding rows cannot be scattered")
+            return
+        }
         MatrixProducts.multiplyTransposedB(
             m: n, n: e, k: g4, work.projectionGrad, lda: g4,
             w + offsets.lstmKernel, ldb: g4, xuGrad, ldc: e)
@@ -730,6 +744,37 @@ public final class HeadlineModel {
             Lanes.accumulate(
                 e, xuGrad + slot * e,
                 into: dEmbedding + Int(work.distinctIds[slot]) * e)
+        }
+    }
+
+    /// The last backward pass's gradient of the LSTM's input projection,
+    /// summed per distinct id: [distinct ids, 4U], row k for
+    /// `touchedEmbeddingRows[k]`. The embedding rows' gradient is this
+    /// times the LSTM kernel transposed. Valid until the next forward pass.
+    public var projectionGradients: UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(
+            start: work.projectionGrad,
+            count: work.distinct * 4 * config.lstmUnits)
+    }
+
+    /// Rows `rows` of the embedding rows' gradient for a pass whose
+    /// projection gradient (as `projectionGradients` lays it out) is at
+    /// `projection`: output[rows.count, E] = projection[rows] · Kᵀ, with
+    /// this model's LSTM kernel K. A row's values depend only on its own
+    /// projection row and K, whatever the split (one fused chain per value
+    /// in the same order), so the parts of a deferred pass
+    /// (`defersEmbeddingRows`), computed here by any replica with the
+    /// same weights, give exactly the rows `backward` would have.
+    public func embeddingRowGradients(
+        _ rows: Range<Int>, projection: UnsafePointer<Float>,
+        into output: UnsafeMutablePointer<Float>
+    ) {
+        let e = config.embeddingWidth, g4 = 4 * config.lstmUnits
+        parameters.withUnsafeBufferPointer { w in
+            MatrixProducts.multiplyTransposedB(
+                m: rows.count, n: e, k: g4,
+                projection + rows.lowerBound * g4, lda: g4,
+                w.baseAddress! + offsets.lstmKernel, ldb: g4, output, ldc: e)
         }
     }
 
