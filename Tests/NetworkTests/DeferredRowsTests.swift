@@ -53,6 +53,16 @@ final class DeferredRowsTests: XCTestCase {
         // A replica that computes some of the parts from the projection
         // gradient the deferring one left.
         let other = model(seed: 4)
+        other.defersEmbeddingRows = true
+        pass(other, batch)
+        // And one whose share of the batch was empty, as a rank's can be.
+        let idle = model(seed: 4)
+        idle.defersEmbeddingRows = true
+        pass(
+            idle,
+            Batch(
+                capacity: 1, sequenceLength: config.sequenceLength,
+                auxFeatures: config.auxFeatures))
         pass(deferred, batch)
         XCTAssertEqual(Array(deferred.gradients), dense)
         XCTAssertEqual(
@@ -75,7 +85,7 @@ final class DeferredRowsTests: XCTestCase {
             var start = 0
             for (part, count) in split.enumerated() where count > 0 {
                 let rows = start..<(start + count)
-                let replica = part % 2 == 0 ? deferred : other
+                let replica = [deferred, other, idle][part % 3]
                 projection.withUnsafeBufferPointer { p in
                     replica.embeddingRowGradients(
                         rows, projection: p.baseAddress!,
@@ -88,6 +98,37 @@ final class DeferredRowsTests: XCTestCase {
                 Array(deferred.embeddingRowGradients), expected,
                 "split \(index): \(split)")
         }
+    }
+
+    /// In a deferred pass the projection gradient is handed out as soon
+    /// as it is final, before the LSTM's weight gradients are computed
+    /// (other processes start on the rows meanwhile), and the dense
+    /// gradients are final when `whenDenseReady` runs, as without
+    /// deferring.
+    func testTheProjectionIsReadyBeforeTheWeightGradients() {
+        let batch = randomBatch(rows: 6, seed: 12)
+        let deferred = model(seed: 3)
+        deferred.defersEmbeddingRows = true
+        let kernel = deferred.layout["lstm/lstm_cell/kernel"].range
+        deferred.zeroGradients()
+        deferred.forward(batch)
+        var atProjection: [Float] = []
+        var kernelAtProjection: [Float] = []
+        var projectionCalls = 0, denseCalls = 0
+        deferred.backward(
+            labels: batch.labels, mainWeight: 1, auxWeight: 0.2, scale: 1,
+            whenProjectionReady: {
+                projectionCalls += 1
+                atProjection = Array(deferred.projectionGradients)
+                kernelAtProjection = Array(deferred.gradients[kernel])
+            },
+            whenDenseReady: { denseCalls += 1 })
+        XCTAssertEqual(projectionCalls, 1)
+        XCTAssertEqual(denseCalls, 1)
+        XCTAssertEqual(atProjection, Array(deferred.projectionGradients))
+        XCTAssertTrue(atProjection.contains { $0 != 0 })
+        XCTAssertFalse(kernelAtProjection.contains { $0 != 0 })
+        XCTAssertTrue(deferred.gradients[kernel].contains { $0 != 0 })
     }
 
     /// A deferred pass says where the rows go and computes none of them.

@@ -119,6 +119,8 @@ struct GradientExchange {
     /// (`computeEmbeddingRows`), which tells one step's counters from the
     /// last one's.
     private var rowStep: Int64 = 0
+    /// The last step whose rows this rank has put up.
+    private var rowsPutUp: Int64 = 0
     /// The rows of one piece of that work: small enough that a rank slowed
     /// down near the end of its product gets help (a real batch of 32
     /// rows has about 380 distinct ids), large enough that each piece's
@@ -663,6 +665,40 @@ struct GradientExchange {
         return shared
     }
 
+    /// Puts this rank's embedding rows' product of the current backward
+    /// pass up for sharing (see `computeEmbeddingRows`): its projection
+    /// gradient and row count, then the step, for every rank to see. The
+    /// backward pass calls this as soon as the projection gradient is
+    /// final (`HeadlineModel.backward`'s `whenProjectionReady`), so that
+    /// other ranks can take pieces while this one computes the LSTM's
+    /// weight gradients; `computeEmbeddingRows` calls it where the pass
+    /// did not (a pass without rows, the first step). A no-op unless the
+    /// model defers its rows.
+    mutating func putUpEmbeddingRows(_ model: HeadlineModel) {
+        guard model.defersEmbeddingRows, let shared, rowsPutUp != rowStep + 1
+        else { return }
+        let me = comm.rank, layout = shared.layout
+        let step = rowStep + 1, parity = Int(step & 1)
+        rowsPutUp = step
+        let n = model.touchedEmbeddingRows.count
+        let mine = model.projectionGradients
+        if n > 0 {
+            shared.step.view(
+                me, as: Float.self, at: layout.projection, count: mine.count
+            ).baseAddress!.update(from: mine.baseAddress!, count: mine.count)
+        }
+        // Last step's counters of the other parity are reset for the
+        // next step: every rank finished with them before the last step's
+        // barrier, which this rank has passed.
+        let control = { line in
+            shared.step.counter(me, at: layout.control + 64 * line)
+        }
+        control(StepLayout.Control.next + 1 - parity).publish(0)
+        control(StepLayout.Control.done + 1 - parity).publish(0)
+        control(StepLayout.Control.rowCount).publish(Int64(n))
+        control(StepLayout.Control.ready).publish(step)
+    }
+
     /// Computes the embedding rows that the last backward pass left to the
     /// exchange (`HeadlineModel.defersEmbeddingRows`, set with shared
     /// memory), with every rank's product shared out among all ranks.
@@ -671,8 +707,8 @@ struct GradientExchange {
     /// and it comes last, just before the ranks wait for each other: a
     /// rank that the machine slowed down in this step (on a shared host,
     /// one core often runs 20–40% slower than the other for a few steps)
-    /// gets help with it instead of being waited for. Each rank puts up
-    /// its projection gradient and row count, then takes pieces of
+    /// gets help with it instead of being waited for. Each rank puts its
+    /// rows up (`putUpEmbeddingRows`), then takes pieces of
     /// `rowsPerPiece` rows, its own first, then those of every other rank
     /// still at work, and returns once all of its own pieces are done, by
     /// whichever rank. A piece's rows are the same bits whoever computes
@@ -685,29 +721,28 @@ struct GradientExchange {
         _ model: HeadlineModel, whenPutUp: () -> Void = {}
     ) throws {
         guard model.defersEmbeddingRows, let shared else { return }
+        putUpEmbeddingRows(model)
         let me = comm.rank, size = comm.size, w = width
         let layout = shared.layout, segments = shared.step
         rowStep += 1
         let step = rowStep, parity = Int(step & 1)
+        precondition(rowsPutUp == step)
         func counter(_ rank: Int, _ line: Int) -> SharedCounter {
             segments.counter(rank, at: layout.control + 64 * line)
         }
         func pieces(_ rows: Int) -> Int64 {
             Int64((rows + Self.rowsPerPiece - 1) / Self.rowsPerPiece)
         }
-        func projection(_ rank: Int, _ rows: Int) -> UnsafeMutablePointer<Float>
-        {
-            segments.view(
-                rank, as: Float.self, at: layout.projection,
-                count: rows * projectionWidth
-            ).baseAddress!
-        }
         // Takes rank `rank`'s pieces until none is left.
         func work(on rank: Int, rows: Int) {
             let count = pieces(rows)
             let next = counter(rank, StepLayout.Control.next + parity)
             let done = counter(rank, StepLayout.Control.done + parity)
-            let from = projection(rank, rows), into = rowRegions[rank]
+            let from = segments.view(
+                rank, as: Float.self, at: layout.projection,
+                count: rows * projectionWidth
+            ).baseAddress!
+            let into = rowRegions[rank]
             while true {
                 let piece = Int(next.add(1))
                 if piece >= count { return }
@@ -719,19 +754,8 @@ struct GradientExchange {
                 if rank != me { piecesForOthers += 1 }
             }
         }
-        // Put this step's work up. Last step's counters of the other
-        // parity are reset for the next step: every rank finished with
-        // them before the last step's barrier, which this rank has passed.
-        let n = model.touchedEmbeddingRows.count
-        let mine = model.projectionGradients
-        if n > 0 {
-            projection(me, n).update(from: mine.baseAddress!, count: mine.count)
-        }
-        counter(me, StepLayout.Control.next + 1 - parity).publish(0)
-        counter(me, StepLayout.Control.done + 1 - parity).publish(0)
-        counter(me, StepLayout.Control.rowCount).publish(Int64(n))
-        counter(me, StepLayout.Control.ready).publish(step)
         whenPutUp()
+        let n = model.touchedEmbeddingRows.count
         work(on: me, rows: n)
         for offset in 1..<size {
             let rank = (me + offset) % size

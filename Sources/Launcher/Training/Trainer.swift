@@ -137,7 +137,8 @@ final class Trainer {
             local.add(model: model, labels: batch.labels)
             try model.backward(
                 labels: batch.labels, mainWeight: Float(settings.mainWeight),
-                auxWeight: Float(settings.auxWeight), scale: 1 / Float(count)
+                auxWeight: Float(settings.auxWeight), scale: 1 / Float(count),
+                whenProjectionReady: { exchange.putUpEmbeddingRows(model) }
             ) {
                 // Through messages the dense block's reduction starts now
                 // and overlaps the embedding rows' product.

@@ -199,6 +199,7 @@ public final class HeadlineModel {
         work.rows = rows
         work.distinct = 0
         rowGradients = nil
+        work.kernelTransposedReady = false
         if rows == 0 { return }
         parameters.withUnsafeBufferPointer { wBuffer in
             let w = wBuffer.baseAddress!
@@ -494,7 +495,7 @@ public final class HeadlineModel {
     ) {
         backward(
             labels: labels, mainWeight: mainWeight, auxWeight: auxWeight,
-            scale: scale, whenDenseReady: {})
+            scale: scale, whenProjectionReady: {}, whenDenseReady: {})
     }
 
     /// Adds to `gradients` the gradient of
@@ -512,8 +513,15 @@ public final class HeadlineModel {
     /// embedding rows, about a third of the pass on real batches), so that
     /// their reduction can start while the rest is computed. It is called
     /// on a pass without rows too.
+    ///
+    /// With `defersEmbeddingRows`, `whenProjectionReady` is called once
+    /// the projection gradient (`projectionGradients`) is final, before
+    /// the LSTM's weight gradients, so that other processes can start on
+    /// the embedding rows' product while those are computed. It is not
+    /// called on a pass without rows.
     public func backward(
         labels: [Float], mainWeight: Float, auxWeight: Float, scale: Float,
+        whenProjectionReady: () -> Void = {},
         whenDenseReady: () throws -> Void
     ) rethrows {
         let rows = work.rows
@@ -537,7 +545,15 @@ public final class HeadlineModel {
                 lstmBackward(rows: rows, w: w, g: g)
             }
         }
-        // Outside the buffers' closures, so the caller may use them.
+        // The hooks run outside the buffers' closures, so the caller may
+        // use them.
+        if defersEmbeddingRows { whenProjectionReady() }
+        parameters.withUnsafeBufferPointer { wBuffer in
+            gradients.withUnsafeMutableBufferPointer { gBuffer in
+                lstmWeightGradients(
+                    w: wBuffer.baseAddress!, g: gBuffer.baseAddress!)
+            }
+        }
         try whenDenseReady()
         parameters.withUnsafeBufferPointer { wBuffer in
             gradients.withUnsafeMutableBufferPointer { gBuffer in
@@ -606,11 +622,10 @@ public final class HeadlineModel {
     private func lstmBackward(
         rows: Int, w: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>
     ) {
-        let t = config.sequenceLength, e = config.embeddingWidth
+        let t = config.sequenceLength
         let u = config.lstmUnits, g4 = 4 * u
         let hiddenStride = rows * u
         let recurrent = w + offsets.lstmRecurrent
-        let dRecurrent = g + offsets.lstmRecurrent
         let dBias = g + offsets.lstmBias
         let dh = work.hiddenGrad, dc = work.cellGrad
         // dh_T from the heads, in the batch's order, into the recurrence's.
@@ -700,13 +715,24 @@ public final class HeadlineModel {
                 Lanes.accumulate(g4, d, into: work.projectionGrad + slot * g4)
             }
         }
+        work.gatePositions = positions
+    }
+
+    /// The LSTM's weight gradients from what `lstmBackward` left: dR and
+    /// dK, the last of the dense gradients.
+    private func lstmWeightGradients(
+        w: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>
+    ) {
+        let e = config.embeddingWidth, u = config.lstmUnits, g4 = 4 * u
+        let positions = work.gatePositions
         // recurrent: dR[U, 4U] += Σ h_{t-1}ᵀ · dz over the computed
         // positions, as one product ([positions, U]ᵀ · [positions, 4U]):
         // per step its depth would be only `rows`, and each tile of dR
         // would be loaded and stored T times.
         MatrixProducts.multiplyTransposedA(
             m: u, n: g4, k: positions, work.recurrentInput, lda: u,
-            work.gateGrad, ldb: g4, dRecurrent, ldc: g4, accumulate: true)
+            work.gateGrad, ldb: g4, g + offsets.lstmRecurrent, ldc: g4,
+            accumulate: true)
         // kernel: dK[E, 4U] += xuᵀ · dproj, the last dense gradient (xu as
         // in the forward pass: the weights have not changed since)
         MatrixProducts.multiplyTransposedA(
@@ -733,6 +759,7 @@ public final class HeadlineModel {
             precondition(
                 !scattersEmbeddingGradient,
                 "deferred embedding rows cannot be scattered")
+            transposeKernel(w)
             return
         }
         MatrixProducts.multiplyTransposedB(
@@ -760,22 +787,38 @@ public final class HeadlineModel {
     /// Rows `rows` of the embedding rows' gradient for a pass whose
     /// projection gradient (as `projectionGradients` lays it out) is at
     /// `projection`: output[rows.count, E] = projection[rows] · Kᵀ, with
-    /// this model's LSTM kernel K. A row's values depend only on its own
-    /// projection row and K, whatever the split (one fused chain per value
-    /// in the same order), so the parts of a deferred pass
-    /// (`defersEmbeddingRows`), computed here by any replica with the
-    /// same weights, give exactly the rows `backward` would have.
+    /// this model's LSTM kernel K (the weights must not have changed since
+    /// the last forward pass). A row's values depend only on its own projection row and K, whatever
+    /// the split (one fused chain per value in the same order, as in the
+    /// pass's A · Bᵀ), so the parts of a deferred pass, computed here by
+    /// any replica with the same weights, give exactly the rows `backward`
+    /// would have.
     public func embeddingRowGradients(
         _ rows: Range<Int>, projection: UnsafePointer<Float>,
         into output: UnsafeMutablePointer<Float>
     ) {
-        let e = config.embeddingWidth, g4 = 4 * config.lstmUnits
-        parameters.withUnsafeBufferPointer { w in
-            MatrixProducts.multiplyTransposedB(
-                m: rows.count, n: e, k: g4,
-                projection + rows.lowerBound * g4, lda: g4,
-                w.baseAddress! + offsets.lstmKernel, ldb: g4, output, ldc: e)
+        if !work.kernelTransposedReady {
+            // A pass without rows helps other ranks with theirs.
+            parameters.withUnsafeBufferPointer {
+                transposeKernel($0.baseAddress!)
+            }
         }
+        let e = config.embeddingWidth, g4 = 4 * config.lstmUnits
+        MatrixProducts.multiply(
+            m: rows.count, n: e, k: g4, projection + rows.lowerBound * g4,
+            lda: g4, work.kernelTransposed, ldb: e, output, ldc: e)
+    }
+
+    /// Kᵀ [4U, E] into the workspace, so that each piece of a deferred
+    /// product reads its B rows in place: as A · Bᵀ, every piece would
+    /// transpose all of K again. Kept until the next forward pass.
+    private func transposeKernel(_ w: UnsafePointer<Float>) {
+        let e = config.embeddingWidth, g4 = 4 * config.lstmUnits
+        let k = w + offsets.lstmKernel, kt = work.kernelTransposed
+        for i in 0..<e {
+            for j in 0..<g4 { kt[j * e + i] = k[i * g4 + j] }
+        }
+        work.kernelTransposedReady = true
     }
 
     /// Ids whose embedding row the last backward pass wrote.
@@ -855,6 +898,13 @@ private final class Workspace {
     let recurrentTransposed: UnsafeMutablePointer<Float>  // [4U, U]
     let projectionGrad: UnsafeMutablePointer<Float>  // [n_u, 4U]
     let xuGrad: UnsafeMutablePointer<Float>  // [n_u, E]
+    let kernelTransposed: UnsafeMutablePointer<Float>  // [4U, E]
+    /// Whether `kernelTransposed` holds the current LSTM kernel: from a
+    /// deferred backward pass until the next forward pass.
+    var kernelTransposedReady = false
+    /// The rows of `gateGrad` and `recurrentInput` the last backward pass
+    /// filled.
+    var gatePositions = 0
 
     init(config: ModelConfig, capacity: Int) {
         self.capacity = capacity
@@ -893,7 +943,7 @@ private final class Workspace {
             capacity, capacity, capacity, capacity,
             capacity * wide, capacity * wide, capacity * u, capacity * u,
             positions * 4 * u, maxDistinct * 4 * u, maxDistinct * e,
-            4 * u * u, positions * u,
+            4 * u * u, positions * u, 4 * u * e,
         ]
         floatCount = sizes.reduce(0, +)
         // Zeroed by the system page by page as first touched, so regions
@@ -932,6 +982,7 @@ private final class Workspace {
         xuGrad = regions[17]
         recurrentTransposed = regions[18]
         recurrentInput = regions[19]
+        kernelTransposed = regions[20]
     }
 
     deinit {
