@@ -13,9 +13,10 @@
 #                 times every later step of its one epoch: of the synthetic
 #                 set (64 (K + N) rows) N steps on 2 ranks and K + 2N on 1,
 #                 of the real set the whole epoch but K steps
-#   --repeats R   runs of each of ours (default 3), one and two ranks in
-#                 turn; the fastest counts, as noise only ever adds time
-#                 (every run's figure is printed with the table)
+#   --repeats R   runs of each of ours (default 3), one and two ranks and
+#                 two independent processes in turn; the fastest counts,
+#                 as noise only ever adds time (every run's figure is
+#                 printed with the table)
 #   --work DIR    scratch folder (default: a new one under $TMPDIR or /tmp,
 #                 removed at the end unless --keep or a failure)
 #   --out FILE    where the table goes (default bench-results.md)
@@ -197,6 +198,7 @@ say "prepare ${prepare_args[*]}"
 # One-process runs (ours and the anchors) all run on one and the same core,
 # the last this script may use; the two-process runs get a core each.
 core=$("$py" -c 'import os; print(sorted(os.sched_getaffinity(0))[-1])')
+mapfile -t pair_cores < <("$py" -c 'import os; print(*sorted(os.sched_getaffinity(0))[:2], sep="\n")')
 [ "$("$py" -c 'import os; print(len(os.sched_getaffinity(0)))')" -ge 2 ] \
     || die "the two-rank runs need at least 2 cores"
 mpi_env=(OMPI_MCA_btl=self,vader OMPI_MCA_oob_tcp_if_include=lo)
@@ -226,6 +228,31 @@ ours() {
         --out "$tries/$name.try$try.json" || die "reading the results of $name failed"
 }
 
+# pair NAME DATA TRY: two one-process runs of ours at the same time, one on
+# each of the cores the two ranks get, each on the whole set at batch 32.
+# Nothing ties them together, so their summed samples/s is what two busy
+# cores of this machine give at that moment: the ceiling of any two-rank
+# run, against which the two-rank ratio can be read.
+pair() {
+    local name=$1 data=$2 try=$3 k pids=() logs=()
+    say "ours: $name, two independent processes (run $try of $repeats)"
+    for k in 0 1; do
+        logs+=("$work/$name.try$try.p$k.log")
+        "$py" "$tools" measure --out "$tries/$name.rss$try.p$k" --core "${pair_cores[$k]}" -- \
+            "$bin" train --data "$data" --batch-size 32 --epochs 1 \
+            --timing-skip "$warmup" --output "$work/$name.p$k" \
+            >"${logs[$k]}" 2>&1 &
+        pids+=($!)
+    done
+    for k in 0 1; do
+        wait "${pids[$k]}" || { tail -20 "${logs[$k]}" >&2; die "$name failed (log: ${logs[$k]})"; }
+    done
+    "$py" "$tools" pair-result --logs "${logs[@]}" \
+        --rss "$tries/$name.rss$try.p0" "$tries/$name.rss$try.p1" \
+        --data-name "$(basename "$data")" --out "$tries/$name.try$try.json" \
+        || die "reading the results of $name failed"
+}
+
 # anchor SYSTEM DATA [PROCS]: one anchor run, its result as JSON.
 anchor() {
     local system=$1 data=$2 name="$1-$(basename "$2")" log pin=()
@@ -249,11 +276,14 @@ for data in "$synthetic" "$real"; do
     for try in $(seq "$repeats"); do
         ours "ours-$d-1" "$data" 1 "$try"
         ours "ours-$d-2" "$data" 2 "$try"
+        pair "pair-$d" "$data" "$try"
     done
     for ranks in 1 2; do
         "$py" "$tools" best-of --out "$results/ours-$d-$ranks.json" \
             "$tries/ours-$d-$ranks".try*.json || die "choosing among the runs of ours-$d-$ranks failed"
     done
+    "$py" "$tools" best-of --out "$results/pair-$d.json" "$tries/pair-$d".try*.json \
+        || die "choosing among the runs of pair-$d failed"
     for system in keras-jax keras-tf torch torch-ddp; do
         anchor "$system" "$data"
     done
