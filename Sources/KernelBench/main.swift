@@ -58,15 +58,9 @@ for nu in distinctCounts {
     shapes.append(Shape(name: "dK_nu\(nu)", form: .tn, m: 512, n: 128, k: nu))
     shapes.append(Shape(name: "dxu_nu\(nu)", form: .nt, m: nu, n: 512, k: 128))
 }
-// One piece of the embedding rows' product as two ranks share it out.
-for piece in [32, 64] {
-    shapes.append(
-        Shape(name: "dxu_piece\(piece)", form: .nt, m: piece, n: 512, k: 128))
-    shapes.append(
-        Shape(name: "dxuKt_piece\(piece)", form: .nn, m: piece, n: 512, k: 128))
-}
-shapes.append(Shape(name: "dxuKt_nu400", form: .nn, m: 400, n: 512, k: 128))
-shapes.append(Shape(name: "dxuKt_nu2700", form: .nn, m: 2700, n: 512, k: 128))
+// One piece of the embedding rows' product as ranks share it out: 64 rows
+// times Kᵀ, which the pass has transposed ([4U, E], read in place).
+shapes.append(Shape(name: "dxu_piece64", form: .nn, m: 64, n: 512, k: 128))
 shapes += [
     Shape(name: "rec_h·R", form: .nn, m: 32, n: 128, k: 32),
     Shape(name: "rec_hᵀ·dz", form: .tn, m: 32, n: 128, k: 32),

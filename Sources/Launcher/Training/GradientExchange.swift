@@ -124,8 +124,8 @@ struct GradientExchange {
     /// The rows of one piece of that work: small enough that a rank slowed
     /// down near the end of its product gets help (a real batch of 32
     /// rows has about 380 distinct ids), large enough that each piece's
-    /// product runs near full speed (kernel-bench's dxu_piece lines: 64
-    /// rows run at about 0.86 of the whole product's rate, 32 at 0.72).
+    /// product runs near full speed (kernel-bench's dxu_piece64: 0.82–0.94
+    /// of the whole product's rate here; pieces of 32 rows were slower).
     static let rowsPerPiece = 64
     /// Pieces of other ranks' rows that this rank computed, and pieces of
     /// its own rows, since the start.
