@@ -788,11 +788,11 @@ public final class HeadlineModel {
     /// projection gradient (as `projectionGradients` lays it out) is at
     /// `projection`: output[rows.count, E] = projection[rows] · Kᵀ, with
     /// this model's LSTM kernel K (the weights must not have changed since
-    /// the last forward pass). A row's values depend only on its own projection row and K, whatever
-    /// the split (one fused chain per value in the same order, as in the
-    /// pass's A · Bᵀ), so the parts of a deferred pass, computed here by
-    /// any replica with the same weights, give exactly the rows `backward`
-    /// would have.
+    /// the last forward pass). A row's values depend only on its own
+    /// projection row and K, whatever the split (one fused chain per value
+    /// in the same order, as in the pass's A · Bᵀ), so the parts of a
+    /// deferred pass, computed here by any replica with the same weights,
+    /// give exactly the rows `backward` would have.
     public func embeddingRowGradients(
         _ rows: Range<Int>, projection: UnsafePointer<Float>,
         into output: UnsafeMutablePointer<Float>
