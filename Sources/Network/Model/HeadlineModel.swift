@@ -636,9 +636,8 @@ public final class HeadlineModel {
         // plain product with contiguous rows, which rounds the same as
         // multiplyTransposedB but skips its copy of R at every step.
         let recurrentT = work.recurrentTransposed
-        for r in 0..<u {
-            for j in 0..<g4 { recurrentT[j * u + r] = recurrent[r * g4 + j] }
-        }
+        Transpose.run(
+            rows: u, cols: g4, recurrent, lda: g4, recurrentT, ldo: u)
         // Rows still in their padding at step s share one state (see
         // sortRowsByLeadingZeros), and every gradient below is linear in
         // dh and dc with coefficients from that state: so their dh and dc
@@ -814,10 +813,9 @@ public final class HeadlineModel {
     /// transpose all of K again. Kept until the next forward pass.
     private func transposeKernel(_ w: UnsafePointer<Float>) {
         let e = config.embeddingWidth, g4 = 4 * config.lstmUnits
-        let k = w + offsets.lstmKernel, kt = work.kernelTransposed
-        for i in 0..<e {
-            for j in 0..<g4 { kt[j * e + i] = k[i * g4 + j] }
-        }
+        Transpose.run(
+            rows: e, cols: g4, w + offsets.lstmKernel, lda: g4,
+            work.kernelTransposed, ldo: e)
         work.kernelTransposedReady = true
     }
 
