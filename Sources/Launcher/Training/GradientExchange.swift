@@ -682,6 +682,9 @@ struct GradientExchange {
         rowsPutUp = step
         let n = model.touchedEmbeddingRows.count
         let mine = model.projectionGradients
+        // The projection region has room for as many rows as the rows'
+        // region; the exchange checks the rows again, but only later.
+        precondition(n <= layout.rowCount, "a step larger than its segment")
         if n > 0 {
             shared.step.view(
                 me, as: Float.self, at: layout.projection, count: mine.count
@@ -690,7 +693,7 @@ struct GradientExchange {
         // Last step's counters of the other parity are reset for the
         // next step: every rank finished with them before the last step's
         // barrier, which this rank has passed.
-        let control = { line in
+        func control(_ line: Int) -> SharedCounter {
             shared.step.counter(me, at: layout.control + 64 * line)
         }
         control(StepLayout.Control.next + 1 - parity).publish(0)
