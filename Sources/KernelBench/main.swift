@@ -20,23 +20,35 @@ struct Options {
     var minSeconds = 0.020
     var sweepStride = 0
 
+    static let usage =
+        "usage: kernel-bench [--repeats N] [--min-ms X] [--activation-sweep S]"
+
     init(_ arguments: [String]) {
         var rest = arguments.dropFirst()
         while let flag = rest.popFirst() {
+            if flag == "-h" || flag == "--help" {
+                print(Options.usage)
+                exit(0)
+            }
+            guard
+                ["--repeats", "--min-ms", "--activation-sweep"].contains(flag)
+            else { Options.fail("unknown option '\(flag)'") }
             guard let value = rest.popFirst(), let number = Double(value),
                 number > 0
-            else {
-                fatalError(
-                    "usage: kernel-bench [--repeats N] [--min-ms X] "
-                        + "[--activation-sweep S]")
-            }
+            else { Options.fail("\(flag) expects a positive number") }
             switch flag {
             case "--repeats": repeats = Int(number)
             case "--min-ms": minSeconds = number / 1000
-            case "--activation-sweep": sweepStride = Int(number)
-            default: fatalError("unknown option \(flag)")
+            default: sweepStride = Int(number)
             }
         }
+    }
+
+    /// A bad command line: says why, with the usage, and exits 2.
+    static func fail(_ reason: String) -> Never {
+        FileHandle.standardError.write(
+            Data("kernel-bench: \(reason)\n\(usage)\n".utf8))
+        exit(2)
     }
 }
 
