@@ -117,9 +117,42 @@ final class RankEquivalenceTests: XCTestCase {
             XCTAssertNotNil(others, result.transcript)
             XCTAssertGreaterThanOrEqual(others ?? 0, 2, result.transcript)
             XCTAssertGreaterThan(all ?? 0, 6, result.transcript)
+            // The phases say where the time went: rank 1's 300 ms pauses,
+            // in two of the three steps, fall in its rows' product.
+            let phases = phaseLines(result.transcript)
+            XCTAssertEqual(phases.count, 2, result.transcript)
+            XCTAssertGreaterThanOrEqual(
+                phases[1]?["rows' product"] ?? 0, 190, result.transcript)
+            XCTAssertLessThan(
+                phases[0]?["rows' product"] ?? .infinity, 150,
+                result.transcript)
         }
         XCTAssertEqual(weights["shared"], weights["messages"])
         XCTAssertGreaterThan(weights["shared"]?.count ?? 0, 0)
+    }
+
+    /// The `--timing-skip` lines "phases, ms/step (rank R): NAME X, ...
+    /// = TOTAL", as each rank's phases by name.
+    private func phaseLines(_ transcript: String) -> [Int: [String: Double]] {
+        var found: [Int: [String: Double]] = [:]
+        for line in transcript.split(separator: "\n") {
+            guard let open = line.range(of: "phases, ms/step (rank "),
+                let close = line.range(of: "): ")
+            else { continue }
+            guard let rank = Int(line[open.upperBound..<close.lowerBound])
+            else { continue }
+            let body = line[close.upperBound...].split(separator: "=")[0]
+            var phases: [String: Double] = [:]
+            for part in body.split(separator: ",") {
+                let words = part.split(separator: " ")
+                guard let value = words.last.flatMap({ Double($0) }) else {
+                    continue
+                }
+                phases[words.dropLast().joined(separator: " ")] = value
+            }
+            found[rank] = phases
+        }
+        return found
     }
 
     /// A machine whose shared-memory file system is too small for the

@@ -52,7 +52,8 @@ enum TrainCommand {
                 "timing-skip", value: "K",
                 help:
                     "for benchmarks: after each epoch also print the wall and "
-                    + "CPU time of its steps after the first K (rank 0)"),
+                    + "CPU time of its steps after the first K (rank 0), "
+                    + "and each rank's time per phase of a step"),
             OptionSpec(
                 "validation-split", value: "F",
                 help: "hold out the last fraction F of the rows (default 0, "

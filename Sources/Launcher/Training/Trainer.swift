@@ -73,6 +73,9 @@ final class Trainer {
     /// The verdict of each rank for `agreedTrouble`, kept for the same
     /// reason.
     private var verdict: [Int64] = [0]
+    /// Where this rank's steps spent their time since the last reset
+    /// (`TrainingRun` resets it where the steady state starts).
+    var phases = StepPhases()
 
     init(
         comm: Communicator, model: HeadlineModel, settings: TrainSettings,
@@ -113,6 +116,7 @@ final class Trainer {
             shuffle: settings.shuffle)
         var totals = start.totals
         for step in start.step..<stepsPerEpoch {
+            phases.begin()
             let globalStep = epoch * stepsPerEpoch + step + 1
             // Before any of the step's collectives: a failure or a stop
             // signal on one rank becomes every rank's, in one all-reduce.
@@ -124,6 +128,7 @@ final class Trainer {
                     signal: signal,
                     at: EpochProgress(step: step, totals: totals))
             }
+            phases.end(.agreement)
             let start = step * settings.globalBatch
             let count = min(settings.globalBatch, train.rows - start)
             batch.removeAll()
@@ -131,8 +136,10 @@ final class Trainer {
                 start: start, count: count, order: order, rank: comm.rank,
                 size: comm.size
             ) { row in train.append(row: row, to: &batch) }
+            phases.end(.batch)
             exchange.clear(model)
             model.forward(batch)
+            phases.end(.forward)
             local.reset()
             local.add(model: model, labels: batch.labels)
             try model.backward(
@@ -147,11 +154,13 @@ final class Trainer {
                 try exchange.denseGradientsReady(
                     model, sums: stepSums.count)
             }
+            phases.end(.backward)
             // With shared memory the embedding rows' product is shared out
             // among the ranks; every rank takes part.
             try exchange.computeEmbeddingRows(model) {
                 faults.afterRowsPutUp(globalStep, rank: comm.rank)
             }
+            phases.end(.rows)
             try faults.afterBackward(globalStep, rank: comm.rank, model: model)
             // Every rank reaches these collectives, with or without rows.
             local.sums.pack(into: &stepSums)
@@ -163,6 +172,8 @@ final class Trainer {
                 on: reduced, epoch: epoch, step: step,
                 exactRows: stepSums[StepSums.packedCount] > 0)
             {
+                phases.end(.exchange)
+                phases.stepDone()
                 guard settings.skipNonFinite else {
                     // The lowest rank that saw it alone says why.
                     throw AgreedFailure(rank: rank, local: trouble)
@@ -176,6 +187,7 @@ final class Trainer {
                 try onStep(step, totals)
                 continue
             }
+            phases.end(.exchange)
             exchange.withSummedRows(model) { rows, rowGradient, rowCopy in
                 optimizer.applySparse(
                     to: &model.parameters, gradients: model.gradients,
@@ -183,7 +195,10 @@ final class Trainer {
                     rowWidth: exchange.width, rowCount: exchange.vocabulary,
                     rows: rows, rowGradient: rowGradient, rowCopy: rowCopy)
             }
+            phases.end(.update)
             try exchange.shareUpdatedRows(model)
+            phases.end(.sharing)
+            phases.stepDone()
             totals.sums += reduced
             totals.mainAUC.buckets.addInPlace(local.mainAUC.buckets)
             totals.auxAUC.buckets.addInPlace(local.auxAUC.buckets)
@@ -208,6 +223,19 @@ final class Trainer {
         ]
         try comm.allreduce(&counts, .sum)
         return counts[1] > 0 ? (Int(counts[0]), Int(counts[1])) : nil
+    }
+
+    /// Every rank's `phases`, a line per rank in rank order, for rank 0
+    /// to print. A collective.
+    func phaseLines() throws -> [String] {
+        let count = StepPhases.Phase.allCases.count
+        var all = [Double](repeating: 0, count: comm.size * count)
+        let mine = phases.millisecondsPerStep
+        for k in 0..<count { all[comm.rank * count + k] = mine[k] }
+        try comm.allreduce(&all, .sum)
+        return (0..<comm.size).map {
+            StepPhases.line(rank: $0, all[($0 * count)..<(($0 + 1) * count)])
+        }
     }
 
     /// Puts a checkpoint's velocity into the optimizer.

@@ -176,9 +176,12 @@ final class TrainingRun {
             let from = epoch == start.epoch ? start.progress : EpochProgress()
             var clock = timer
             clock?.start(at: from.step)
+            trainer.phases.reset()
             let outcome = try trainer.runEpoch(epoch, from: from) {
                 step, running in
                 clock?.stepDone(step + 1, rows: running.sums.rows)
+                // The phases count the same steps as the clock.
+                if step + 1 == clock?.skip { trainer.phases.reset() }
                 let n = max(running.sums.rows, 1)
                 reporter.step(
                     step + 1, of: steps,
@@ -210,6 +213,9 @@ final class TrainingRun {
                         "embedding rows' product: \(others) of \(all) "
                             + "pieces computed by another rank than their "
                             + "own")
+                }
+                for line in try trainer.phaseLines() {
+                    reporter.notice(line)
                 }
             }
             var figures = totals.figures(
