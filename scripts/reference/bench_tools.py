@@ -115,6 +115,19 @@ def read_rss(prefix, ranks):
     return records
 
 
+# "phases, ms/step (rank R): agreement 0.011, ..., sharing 0.084 = 2.981"
+PHASES = re.compile(r"phases, ms/step \(rank (\d+)\): (.*) = ([\d.]+)")
+
+
+def phases(text):
+    """Each rank's time per phase of a step, as the trainer printed it for
+    the last epoch: {rank: "name ms, name ms, ... = total"}."""
+    found = {}
+    for rank, parts, total in PHASES.findall(text):
+        found[int(rank)] = f"{parts} = {total}"
+    return found
+
+
 STEADY = re.compile(
     r"steady state: steps (\d+)-(\d+) of (\d+) - ([\d.]+)s ([\d.]+)ms/step"
     r" - ([\d.]+) samples/s - cpu ([\d.]+)s")
@@ -135,6 +148,7 @@ def ours_result(args):
         "samples_per_s": float(rate), "ms_per_step": float(ms),
         "cpu_per_wall": float(cpu) / float(seconds),
         "peak_mb": [r["peak_kib"] / 1024 for r in rss],
+        "phases": phases(text),
     }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
@@ -154,7 +168,8 @@ def pair_result(args):
         runs.append({"steps": int(last) - int(first) + 1,
                      "rate": float(rate), "ms": float(ms),
                      "cpu_per_wall": float(cpu) / float(seconds),
-                     "peak_mb": read_rss(rss, 1)[0]["peak_kib"] / 1024})
+                     "peak_mb": read_rss(rss, 1)[0]["peak_kib"] / 1024,
+                     "phases": phases(text).get(0)})
     result = {
         "system": "pair", "task": "train", "data": args.data_name,
         "ranks": 2, "batch": 64, "steps": min(r["steps"] for r in runs),
@@ -162,6 +177,8 @@ def pair_result(args):
         "ms_per_step": max(r["ms"] for r in runs),
         "cpu_per_wall": min(r["cpu_per_wall"] for r in runs),
         "peak_mb": [r["peak_mb"] for r in runs],
+        "phases": {k: r["phases"] for k, r in enumerate(runs)
+                   if r["phases"]},
     }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
@@ -386,6 +403,21 @@ def report(args):
         "(g / (sqrt(v) + eps)), Keras and ours inside (g / sqrt(v + eps)); "
         "it makes no difference to the speed.",
     ]
+    split = []
+    for r in sorted((r for r in results if r.get("phases")),
+                    key=lambda r: (r["data"], r["ranks"], r["system"])):
+        for rank, line in sorted(r["phases"].items(),
+                                 key=lambda item: int(item[0])):
+            who = ("process" if r["system"] == "pair"
+                   else "rank" if r["ranks"] > 1 else "")
+            split.append(f"{runs_name(r)}{f' ({who} {rank})' if who else ''}"
+                         f": {line}")
+    if split:
+        notes.append(
+            "Where the steps of ours went, in the fastest run of each "
+            "(ms/step per phase, as --timing-skip prints them; a phase ends "
+            "where the next begins, so they add up to the step): "
+            + "; ".join(split) + ".")
     load = loadavg(args.results)
     if load:
         notes.append(f"Load average (1, 5, 15 min) before the runs: {load[0]}; "
