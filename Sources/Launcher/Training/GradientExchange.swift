@@ -656,7 +656,7 @@ struct GradientExchange {
                 // every rank before any looks at them.
                 for line in 0..<StepLayout.controlLines {
                     made[0].counter(
-                        comm.rank, at: layout.control + 64 * line
+                        comm.rank, at: layout.counter(line)
                     ).publish(0)
                 }
                 try made[0].synchronize()
@@ -694,7 +694,7 @@ struct GradientExchange {
         // next step: every rank finished with them before the last step's
         // barrier, which this rank has passed.
         func control(_ line: Int) -> SharedCounter {
-            shared.step.counter(me, at: layout.control + 64 * line)
+            shared.step.counter(me, at: layout.counter(line))
         }
         control(StepLayout.Control.next + 1 - parity).publish(0)
         control(StepLayout.Control.done + 1 - parity).publish(0)
@@ -731,7 +731,7 @@ struct GradientExchange {
         let step = rowStep, parity = Int(step & 1)
         precondition(rowsPutUp == step)
         func counter(_ rank: Int, _ line: Int) -> SharedCounter {
-            segments.counter(rank, at: layout.control + 64 * line)
+            segments.counter(rank, at: layout.counter(line))
         }
         func pieces(_ rows: Int) -> Int64 {
             Int64((rows + Self.rowsPerPiece - 1) / Self.rowsPerPiece)
@@ -1006,7 +1006,7 @@ private struct StepLayout {
     let sums, idCount, ids, dense, projection, rows, control, bytes: Int
 
     /// The counters of `computeEmbeddingRows`, one per 64-byte line (each
-    /// is changed by every rank), at `control + 64 · line`.
+    /// is changed by every rank), at `counter(line)`.
     enum Control {
         /// The last step whose rows this rank has put up for sharing.
         static let ready = 0
@@ -1018,6 +1018,9 @@ private struct StepLayout {
         static let done = 4
     }
     static let controlLines = 6
+
+    /// Where counter `line` (a `Control` value) lies.
+    func counter(_ line: Int) -> Int { control + 64 * line }
 
     init(sums: Int, dense: Int, rows: Int, width: Int, projectionWidth: Int) {
         func line(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }
